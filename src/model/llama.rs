@@ -32,6 +32,35 @@ pub struct Llama {
     pub rope_freq_factors: Option<Vec<f32>>,
 }
 
+/// Keys and values of every layer, `[batch, kv_heads, len, head_dim]` each.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.layers.first().map(|(k, _)| k.dims()[2]).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A snapshot is the cache length; rolling back drops every position after it.
+    pub fn snapshot(&self) -> usize {
+        self.len()
+    }
+    pub fn rollback_to(&mut self, len: usize) -> Result<()> {
+        if len > self.len() {
+            return Err(Error::model("kv cache: cannot roll forward"));
+        }
+        for (k, v) in self.layers.iter_mut() {
+            *k = k.narrow(2, 0, len)?;
+            *v = v.narrow(2, 0, len)?;
+        }
+        Ok(())
+    }
+}
+
 impl Llama {
     fn rope_tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
         let mut inv = self.cfg.inv_freq();
