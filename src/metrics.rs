@@ -14,7 +14,11 @@ pub fn argmax(xs: &[f64]) -> usize {
 
 /// `np.argmax(lls / len(choices))` with lengths in code points.
 pub fn argmax_norm(lls: &[f64], choices: &[String]) -> usize {
-    let normed: Vec<f64> = lls.iter().zip(choices).map(|(ll, c)| ll / crate::pystr::len(c) as f64).collect();
+    let normed: Vec<f64> = lls
+        .iter()
+        .zip(choices)
+        .map(|(ll, c)| ll / crate::pystr::len(c) as f64)
+        .collect();
     argmax(&normed)
 }
 
@@ -32,7 +36,9 @@ pub fn bigbench_argmax(lls: &[f64]) -> usize {
     let digest = h.finalize();
     // int(hexdigest, 16) mod n, computed byte by byte.
     let n = ties.len() as u128;
-    let rem = digest.iter().fold(0u128, |acc, &b| (acc * 256 + b as u128) % n);
+    let rem = digest
+        .iter()
+        .fold(0u128, |acc, &b| (acc * 256 + b as u128) % n);
     ties[rem as usize]
 }
 
@@ -95,7 +101,9 @@ mod tests {
         }
         let hex = format!("{:x}", h.finalize());
         // Python: int(hex, 16) % 3 — recomputed with a string-based big-number mod.
-        let rem = hex.chars().fold(0u32, |acc, c| (acc * 16 + c.to_digit(16).unwrap()) % 3);
+        let rem = hex
+            .chars()
+            .fold(0u32, |acc, c| (acc * 16 + c.to_digit(16).unwrap()) % 3);
         assert_eq!(bigbench_argmax(&lls), rem as usize);
     }
 

@@ -129,7 +129,10 @@ mod tests {
 
     #[test]
     fn whitespace_set_matches_python() {
-        for c in [' ', '\n', '\t', '\r', '\x0b', '\x0c', '\x1c', '\x1d', '\x1e', '\x1f', '\u{85}', '\u{a0}', '\u{2003}', '\u{3000}'] {
+        for c in [
+            ' ', '\n', '\t', '\r', '\x0b', '\x0c', '\x1c', '\x1d', '\x1e', '\x1f', '\u{85}',
+            '\u{a0}', '\u{2003}', '\u{3000}',
+        ] {
             assert!(is_space(c), "{c:?}");
         }
         for c in ['a', '\u{200b}', '\u{feff}', '_', '\0'] {
@@ -141,7 +144,10 @@ mod tests {
 
     #[test]
     fn capitalize_lowercases_the_rest() {
-        assert_eq!(capitalize("then, the man writes over the snow"), "Then, the man writes over the snow");
+        assert_eq!(
+            capitalize("then, the man writes over the snow"),
+            "Then, the man writes over the snow"
+        );
         assert_eq!(capitalize("a MAN Is"), "A man is");
         assert_eq!(capitalize("ǆemal"), "ǅemal");
         assert_eq!(capitalize(""), "");
@@ -173,9 +179,18 @@ mod tests {
 
     #[test]
     fn trailing_whitespace_moves_to_continuation() {
-        assert_eq!(split_trailing_whitespace("\nA: ", "x"), ("\nA:".to_string(), " x".to_string()));
-        assert_eq!(split_trailing_whitespace("Q\n\u{a0}", "y"), ("Q".to_string(), "\n\u{a0}y".to_string()));
-        assert_eq!(split_trailing_whitespace("Q", " y"), ("Q".to_string(), " y".to_string()));
+        assert_eq!(
+            split_trailing_whitespace("\nA: ", "x"),
+            ("\nA:".to_string(), " x".to_string())
+        );
+        assert_eq!(
+            split_trailing_whitespace("Q\n\u{a0}", "y"),
+            ("Q".to_string(), "\n\u{a0}y".to_string())
+        );
+        assert_eq!(
+            split_trailing_whitespace("Q", " y"),
+            ("Q".to_string(), " y".to_string())
+        );
         assert_eq!(len("héllo"), 5);
         assert_eq!(prefix_chars("héllo", 2), "hé");
     }

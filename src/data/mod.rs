@@ -43,7 +43,12 @@ pub struct DataSource {
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name)
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -51,13 +56,25 @@ impl DataSource {
     /// `mirror` (from `--data-dir`) wins over `HERMES_EVAL_DATA_DIR`. The hub side reads
     /// `HF_HOME`, `HF_ENDPOINT` and `HF_HUB_OFFLINE`.
     pub fn new(mirror: Option<PathBuf>) -> Self {
-        let mirror = mirror.or_else(|| std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
-        DataSource { mirror, offline: env_flag("HF_HUB_OFFLINE"), cache: hf_hub::Cache::from_env() }
+        let mirror = mirror.or_else(|| {
+            std::env::var_os(DATA_DIR_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        DataSource {
+            mirror,
+            offline: env_flag("HF_HUB_OFFLINE"),
+            cache: hf_hub::Cache::from_env(),
+        }
     }
 
     /// A source that reads only the given mirror (never the hub).
     pub fn mirror_only(mirror: PathBuf) -> Self {
-        DataSource { mirror: Some(mirror), offline: true, cache: hf_hub::Cache::new(PathBuf::from("/nonexistent")) }
+        DataSource {
+            mirror: Some(mirror),
+            offline: true,
+            cache: hf_hub::Cache::new(PathBuf::from("/nonexistent")),
+        }
     }
 
     pub fn mirror(&self) -> Option<&Path> {
@@ -85,7 +102,7 @@ impl DataSource {
                 dir.display()
             ));
         }
-        match self.from_cache(ds) {
+        match self.in_cache(ds) {
             Some(files) => return Ok(files),
             None => tried.push(format!(
                 "not in the hub cache {} (looked for {}/{}-*.parquet at main and {}/{}/*.parquet at refs/convert/parquet)",
@@ -99,7 +116,7 @@ impl DataSource {
         if self.offline {
             tried.push("HF_HUB_OFFLINE is set, the hub was not asked".into());
         } else {
-            match self.from_hub(ds) {
+            match self.on_hub(ds) {
                 Ok(files) => return Ok(files),
                 Err(e) => tried.push(format!("hub: {e}")),
             }
@@ -107,13 +124,22 @@ impl DataSource {
         Err(Error::data(ds, tried.join(" — ")))
     }
 
-    fn from_cache(&self, ds: &DatasetRef) -> Option<Vec<PathBuf>> {
-        let folder = self.cache.path().join(hf_hub::Repo::dataset(ds.path.clone()).folder_name());
+    fn in_cache(&self, ds: &DatasetRef) -> Option<Vec<PathBuf>> {
+        let folder = self
+            .cache
+            .path()
+            .join(hf_hub::Repo::dataset(ds.path.clone()).folder_name());
         for (rev, sub, prefix) in [
             ("main", ds.config.clone(), format!("{}-", ds.split)),
-            ("refs/convert/parquet", format!("{}/{}", ds.config, ds.split), String::new()),
+            (
+                "refs/convert/parquet",
+                format!("{}/{}", ds.config, ds.split),
+                String::new(),
+            ),
         ] {
-            let Ok(hash) = std::fs::read_to_string(folder.join("refs").join(rev)) else { continue };
+            let Ok(hash) = std::fs::read_to_string(folder.join("refs").join(rev)) else {
+                continue;
+            };
             let snap = folder.join("snapshots").join(hash.trim());
             let files = glob_prefix(&snap.join(sub), &prefix);
             if !files.is_empty() {
@@ -123,30 +149,47 @@ impl DataSource {
         None
     }
 
-    fn from_hub(&self, ds: &DatasetRef) -> std::result::Result<Vec<PathBuf>, String> {
+    fn on_hub(&self, ds: &DatasetRef) -> std::result::Result<Vec<PathBuf>, String> {
         use hf_hub::api::sync::ApiBuilder;
         use hf_hub::{Repo, RepoType};
-        let api = ApiBuilder::from_env().with_progress(false).build().map_err(|e| e.to_string())?;
+        let api = ApiBuilder::from_env()
+            .with_progress(false)
+            .build()
+            .map_err(|e| e.to_string())?;
         let mut errs = Vec::new();
         for (rev, prefix) in [
             ("main", format!("{}/{}-", ds.config, ds.split)),
-            ("refs/convert/parquet", format!("{}/{}/", ds.config, ds.split)),
+            (
+                "refs/convert/parquet",
+                format!("{}/{}/", ds.config, ds.split),
+            ),
         ] {
-            let repo = api.repo(Repo::with_revision(ds.path.clone(), RepoType::Dataset, rev.to_string()));
+            let repo = api.repo(Repo::with_revision(
+                ds.path.clone(),
+                RepoType::Dataset,
+                rev.to_string(),
+            ));
             match repo.info() {
                 Ok(info) => {
                     let mut names: Vec<String> = info
                         .siblings
                         .into_iter()
                         .map(|s| s.rfilename)
-                        .filter(|f| f.starts_with(&prefix) && f.ends_with(".parquet") && !f[prefix.len()..].contains('/'))
+                        .filter(|f| {
+                            f.starts_with(&prefix)
+                                && f.ends_with(".parquet")
+                                && !f[prefix.len()..].contains('/')
+                        })
                         .collect();
                     names.sort();
                     if names.is_empty() {
                         errs.push(format!("no {prefix}*.parquet at revision {rev}"));
                         continue;
                     }
-                    return names.iter().map(|n| repo.get(n).map_err(|e| format!("{n}@{rev}: {e}"))).collect();
+                    return names
+                        .iter()
+                        .map(|n| repo.get(n).map_err(|e| format!("{n}@{rev}: {e}")))
+                        .collect();
                 }
                 Err(e) => errs.push(format!("revision {rev}: {e}")),
             }
@@ -166,7 +209,9 @@ impl DataSource {
 
 /// Files `dir/<prefix>*.parquet`, sorted by name.
 fn glob_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut v: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -197,17 +242,26 @@ mod tests {
     }
 
     fn arc() -> DatasetRef {
-        DatasetRef { path: "allenai/ai2_arc".into(), config: "ARC-Easy".into(), split: "test".into() }
+        DatasetRef {
+            path: "allenai/ai2_arc".into(),
+            config: "ARC-Easy".into(),
+            split: "test".into(),
+        }
     }
 
     #[test]
     fn mirror_reads_rows_with_nested_columns() {
         let Some(m) = mirror() else { return };
         let ds = DataSource::mirror_only(m);
-        let rows = ds.rows(&arc(), &["question".into(), "choices".into()]).unwrap();
+        let rows = ds
+            .rows(&arc(), &["question".into(), "choices".into()])
+            .unwrap();
         assert_eq!(rows.len(), 2376);
         let r = &rows[0];
-        assert!(r["question"].as_str().unwrap().starts_with("Which statement best explains"));
+        assert!(r["question"]
+            .as_str()
+            .unwrap()
+            .starts_with("Which statement best explains"));
         assert_eq!(r["choices"]["label"][0], "A");
         assert_eq!(r["answerKey"], "A");
     }
@@ -232,7 +286,10 @@ mod tests {
         ]));
         let batch = RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(StringArray::from(vec!["q0", "q1"])), Arc::new(Int64Array::from(vec![0, 1]))],
+            vec![
+                Arc::new(StringArray::from(vec!["q0", "q1"])),
+                Arc::new(Int64Array::from(vec![0, 1])),
+            ],
         )
         .unwrap();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -245,16 +302,25 @@ mod tests {
     #[test]
     fn missing_column_names_column_and_file() {
         let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("datasets/x/y/default/test-00000-of-00001.parquet");
+        let f = dir
+            .path()
+            .join("datasets/x/y/default/test-00000-of-00001.parquet");
         write_parquet(&f);
         let ds = DataSource::mirror_only(dir.path().to_path_buf());
-        let d = DatasetRef { path: "x/y".into(), config: "default".into(), split: "test".into() };
+        let d = DatasetRef {
+            path: "x/y".into(),
+            config: "default".into(),
+            split: "test".into(),
+        };
         let rows = ds.rows(&d, &["question".into()]).unwrap();
         assert_eq!(rows[1]["question"], "q1");
         assert_eq!(rows[1]["label"], 1);
         let e = ds.rows(&d, &["passage".into()]).unwrap_err().to_string();
         assert!(!e.contains('\n'));
-        assert!(e.contains("missing column `passage`") && e.contains("test-00000-of-00001.parquet"), "{e}");
+        assert!(
+            e.contains("missing column `passage`") && e.contains("test-00000-of-00001.parquet"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -276,13 +342,28 @@ mod tests {
         let ds = DataSource::new(None);
         std::env::remove_var("HF_HUB_OFFLINE");
         assert!(ds.offline());
-        let a = DatasetRef { path: "org/main_layout".into(), config: "cfg".into(), split: "validation".into() };
+        let a = DatasetRef {
+            path: "org/main_layout".into(),
+            config: "cfg".into(),
+            split: "validation".into(),
+        };
         assert_eq!(ds.rows(&a, &["question".into()]).unwrap().len(), 2);
-        let b = DatasetRef { path: "org/converted".into(), config: "cfg".into(), split: "validation".into() };
+        let b = DatasetRef {
+            path: "org/converted".into(),
+            config: "cfg".into(),
+            split: "validation".into(),
+        };
         assert_eq!(ds.rows(&b, &["label".into()]).unwrap().len(), 2);
-        let c = DatasetRef { path: "org/absent".into(), config: "cfg".into(), split: "test".into() };
+        let c = DatasetRef {
+            path: "org/absent".into(),
+            config: "cfg".into(),
+            split: "test".into(),
+        };
         let e = ds.rows(&c, &[]).unwrap_err().to_string();
         assert!(!e.contains('\n'));
-        assert!(e.contains("HF_HUB_OFFLINE") && e.contains("datasets--org--absent"), "{e}");
+        assert!(
+            e.contains("HF_HUB_OFFLINE") && e.contains("datasets--org--absent"),
+            "{e}"
+        );
     }
 }

@@ -14,7 +14,12 @@ pub fn columns(path: &Path) -> Result<Vec<String>> {
     let file = File::open(path).map_err(|e| Error::file(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::file(path, format!("not a readable parquet file: {e}")))?;
-    Ok(builder.schema().fields().iter().map(|f| f.name().clone()).collect())
+    Ok(builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect())
 }
 
 /// Read every row of a parquet file. `required` columns must exist (the error names the column
@@ -39,11 +44,17 @@ pub fn read_rows(path: &Path, required: &[String]) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::file(path, format!("cannot read parquet: {e}")))?;
-        let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         for i in 0..batch.num_rows() {
             let mut obj = Map::new();
             for (name, col) in names.iter().zip(batch.columns()) {
-                let v = value_at(col, i).map_err(|m| Error::file(path, format!("column `{name}`: {m}")))?;
+                let v = value_at(col, i)
+                    .map_err(|m| Error::file(path, format!("column `{name}`: {m}")))?;
                 obj.insert(name.clone(), v);
             }
             rows.push(Value::Object(obj));
@@ -53,7 +64,9 @@ pub fn read_rows(path: &Path, required: &[String]) -> Result<Vec<Value>> {
 }
 
 fn float(x: f64) -> Value {
-    Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn value_at(arr: &ArrayRef, i: usize) -> std::result::Result<Value, String> {
@@ -98,5 +111,8 @@ fn value_at(arr: &ArrayRef, i: usize) -> std::result::Result<Value, String> {
 }
 
 fn list(values: &ArrayRef) -> std::result::Result<Value, String> {
-    (0..values.len()).map(|j| value_at(values, j)).collect::<std::result::Result<Vec<_>, _>>().map(Value::Array)
+    (0..values.len())
+        .map(|j| value_at(values, j))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Value::Array)
 }

@@ -38,7 +38,12 @@ pub fn aggregate(task: &Task, per_doc: &[BTreeMap<String, f64>]) -> TaskResult {
             (m, v, se)
         })
         .collect();
-    TaskResult { task: task.name.clone(), version: task.version, n: per_doc.len(), metrics }
+    TaskResult {
+        task: task.name.clone(),
+        version: task.version,
+        n: per_doc.len(),
+        metrics,
+    }
 }
 
 fn pct4(x: f64) -> String {
@@ -58,18 +63,31 @@ pub fn card_table(results: &[TaskResult]) -> String {
     let mut rows: Vec<[String; 6]> = Vec::new();
     for r in sorted {
         for (i, (m, v, se)) in r.metrics.iter().enumerate() {
-            let (task, version) = if i == 0 { (r.task.clone(), r.version.to_string()) } else { (String::new(), String::new()) };
+            let (task, version) = if i == 0 {
+                (r.task.clone(), r.version.to_string())
+            } else {
+                (String::new(), String::new())
+            };
             rows.push([task, version, m.clone(), pct4(*v), "±".into(), pct4(*se)]);
         }
     }
     let width = |c: usize| {
-        rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count(), 3]).max().unwrap_or(3)
+        rows.iter()
+            .map(|r| r[c].chars().count())
+            .chain([header[c].chars().count(), 3])
+            .max()
+            .unwrap_or(3)
     };
     let widths: Vec<usize> = (0..6).map(width).collect();
     let mut out = String::from("|");
     for c in 0..6 {
         let pad = widths[c] - header[c].chars().count();
-        out.push_str(&format!("{}{}{}|", " ".repeat(pad / 2), header[c], " ".repeat(pad - pad / 2)));
+        out.push_str(&format!(
+            "{}{}{}|",
+            " ".repeat(pad / 2),
+            header[c],
+            " ".repeat(pad - pad / 2)
+        ));
     }
     out.push_str("\n|");
     for c in 0..6 {
@@ -115,8 +133,15 @@ pub fn suite_average_in(registry: &Registry, suite: &Suite, results: &[TaskResul
     if suite.includes.is_empty() {
         return suite_average(suite, results);
     }
-    let vals: Option<Vec<f64>> =
-        suite.includes.iter().map(|s| registry.suite(s).and_then(|s| suite_average_in(registry, s, results))).collect();
+    let vals: Option<Vec<f64>> = suite
+        .includes
+        .iter()
+        .map(|s| {
+            registry
+                .suite(s)
+                .and_then(|s| suite_average_in(registry, s, results))
+        })
+        .collect();
     vals.map(|v| metrics::mean(&v))
 }
 
@@ -128,14 +153,25 @@ pub fn average_line(avg: f64) -> String {
 /// Per suite: `## Title:`, the table in a code fence, and the `Average:` line (card layout).
 /// Tasks in no suite are listed under `## Other:`.
 pub fn render_report(registry: &Registry, results: &[TaskResult]) -> String {
-    let tasks: Vec<&Task> = results.iter().filter_map(|r| registry.task(&r.task)).collect();
+    let tasks: Vec<&Task> = results
+        .iter()
+        .filter_map(|r| registry.task(&r.task))
+        .collect();
     let mut out = String::new();
     let mut covered = std::collections::BTreeSet::new();
     for suite in registry.suites_for(&tasks) {
         if suite.includes.is_empty() {
-            let rs: Vec<TaskResult> = results.iter().filter(|r| suite.tasks.contains(&r.task)).cloned().collect();
+            let rs: Vec<TaskResult> = results
+                .iter()
+                .filter(|r| suite.tasks.contains(&r.task))
+                .cloned()
+                .collect();
             covered.extend(rs.iter().map(|r| r.task.clone()));
-            out.push_str(&format!("## {}:\n```\n{}```\n", suite.title, card_table(&rs)));
+            out.push_str(&format!(
+                "## {}:\n```\n{}```\n",
+                suite.title,
+                card_table(&rs)
+            ));
             if suite.print_average {
                 if let Some(a) = suite_average(suite, results) {
                     out.push_str(&average_line(a));
@@ -147,7 +183,11 @@ pub fn render_report(registry: &Registry, results: &[TaskResult]) -> String {
             out.push_str(&format!("## {}:\n{}\n\n", suite.title, average_line(a)));
         }
     }
-    let rest: Vec<TaskResult> = results.iter().filter(|r| !covered.contains(&r.task)).cloned().collect();
+    let rest: Vec<TaskResult> = results
+        .iter()
+        .filter(|r| !covered.contains(&r.task))
+        .cloned()
+        .collect();
     if !rest.is_empty() {
         out.push_str(&format!("## Other:\n```\n{}```\n\n", card_table(&rest)));
     }
@@ -165,7 +205,9 @@ pub fn doc_hash(row: &Value) -> String {
 
 /// lm-eval 0.4 style timestamp (`2024-05-01T12-30-45.123456`).
 pub fn timestamp() -> String {
-    chrono::Local::now().format("%Y-%m-%dT%H-%M-%S%.6f").to_string()
+    chrono::Local::now()
+        .format("%Y-%m-%dT%H-%M-%S%.6f")
+        .to_string()
 }
 
 fn metric_key(m: &str) -> (String, String) {
@@ -173,7 +215,9 @@ fn metric_key(m: &str) -> (String, String) {
 }
 
 fn json_f64(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::String("N/A".into()))
+    serde_json::Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::String("N/A".into()))
 }
 
 /// Write `results_<timestamp>.json` (lm-eval 0.4 schema plus our `model` fingerprint).
@@ -204,7 +248,10 @@ pub fn write_results_json(
         nshot.insert(r.task.clone(), json!(0));
         let task = tasks.iter().find(|t| t.name == r.task);
         let original = task.and_then(|t| t.def.n).unwrap_or(r.n);
-        nsamples.insert(r.task.clone(), json!({"original": original, "effective": r.n}));
+        nsamples.insert(
+            r.task.clone(),
+            json!({"original": original, "effective": r.n}),
+        );
         if let Some(t) = task {
             hashes.insert(r.task.clone(), json!(t.hash()));
             configs.insert(
@@ -242,7 +289,8 @@ pub fn write_results_json(
         "date": ts,
     });
     let path = dir.join(format!("results_{ts}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n").map_err(|e| Error::file(&path, e))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")
+        .map_err(|e| Error::file(&path, e))?;
     Ok(path)
 }
 
@@ -264,11 +312,19 @@ pub fn write_samples_jsonl(
         let empty = Vec::new();
         let l = lls.get(i).unwrap_or(&empty);
         let gen = generations.get(i).cloned().flatten();
-        let mut arguments: Vec<Value> = doc.requests.iter().map(|r| json!([r.context, r.continuation])).collect();
-        let mut resps: Vec<Value> = l.iter().map(|x| json!([[x.logprob, x.is_greedy]])).collect();
+        let mut arguments: Vec<Value> = doc
+            .requests
+            .iter()
+            .map(|r| json!([r.context, r.continuation]))
+            .collect();
+        let mut resps: Vec<Value> = l
+            .iter()
+            .map(|x| json!([[x.logprob, x.is_greedy]]))
+            .collect();
         let mut filtered: Vec<Value> = l.iter().map(|x| json!([x.logprob, x.is_greedy])).collect();
         if let Some(g) = &doc.generation {
-            arguments.push(json!([g.context, {"until": g.until, "max_gen_toks": g.max_new_tokens}]));
+            arguments
+                .push(json!([g.context, {"until": g.until, "max_gen_toks": g.max_new_tokens}]));
             resps.push(json!([gen]));
             filtered.push(json!(gen));
         }
@@ -288,10 +344,16 @@ pub fn write_samples_jsonl(
         line.insert("doc_hash".into(), json!(doc_hash(&doc.row)));
         line.insert(
             "prompt_hash".into(),
-            json!(sha256_hex(doc.requests.first().map(|r| r.context.as_str()).unwrap_or(""))),
+            json!(sha256_hex(
+                doc.requests
+                    .first()
+                    .map(|r| r.context.as_str())
+                    .unwrap_or("")
+            )),
         );
         line.insert("target_hash".into(), json!(sha256_hex(&doc.target)));
-        writeln!(w, "{}", serde_json::to_string(&Value::Object(line))?).map_err(|e| Error::file(&path, e))?;
+        writeln!(w, "{}", serde_json::to_string(&Value::Object(line))?)
+            .map_err(|e| Error::file(&path, e))?;
     }
     w.flush().map_err(|e| Error::file(&path, e))?;
     Ok(path)
@@ -323,16 +385,25 @@ pub fn rescore(dir_or_samples: &Path, registry: &Registry) -> Result<Vec<TaskRes
     let files = if dir_or_samples.is_dir() {
         samples_files(dir_or_samples)?
     } else {
-        let t = samples_task_name(dir_or_samples)
-            .ok_or_else(|| Error::file(dir_or_samples, "not a samples_<task>_<timestamp>.jsonl file"))?;
+        let t = samples_task_name(dir_or_samples).ok_or_else(|| {
+            Error::file(
+                dir_or_samples,
+                "not a samples_<task>_<timestamp>.jsonl file",
+            )
+        })?;
         vec![(t, dir_or_samples.to_path_buf())]
     };
     if files.is_empty() {
-        return Err(Error::file(dir_or_samples, "no samples_<task>_<timestamp>.jsonl files"));
+        return Err(Error::file(
+            dir_or_samples,
+            "no samples_<task>_<timestamp>.jsonl files",
+        ));
     }
     let mut out = Vec::new();
     for (name, path) in files {
-        let task = registry.task(&name).ok_or_else(|| Error::file(&path, format!("unknown task `{name}`")))?;
+        let task = registry
+            .task(&name)
+            .ok_or_else(|| Error::file(&path, format!("unknown task `{name}`")))?;
         let f = std::fs::File::open(&path).map_err(|e| Error::file(&path, e))?;
         let mut per_doc = Vec::new();
         for (ln, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -342,15 +413,21 @@ pub fn rescore(dir_or_samples: &Path, registry: &Registry) -> Result<Vec<TaskRes
             }
             let bad = |m: String| Error::file(&path, format!("line {}: {m}", ln + 1));
             let v: Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-            let id = v["doc_id"].as_u64().ok_or_else(|| bad("no doc_id".into()))? as usize;
+            let id = v["doc_id"]
+                .as_u64()
+                .ok_or_else(|| bad("no doc_id".into()))? as usize;
             let doc = task.build_doc(id, v["doc"].clone())?;
-            let filtered = v["filtered_resps"].as_array().ok_or_else(|| bad("no filtered_resps".into()))?;
+            let filtered = v["filtered_resps"]
+                .as_array()
+                .ok_or_else(|| bad("no filtered_resps".into()))?;
             let lls: Vec<Loglik> = filtered
                 .iter()
                 .take(doc.requests.len())
                 .map(|r| {
                     Ok(Loglik {
-                        logprob: r[0].as_f64().ok_or_else(|| bad("bad log-likelihood".into()))?,
+                        logprob: r[0]
+                            .as_f64()
+                            .ok_or_else(|| bad("bad log-likelihood".into()))?,
                         is_greedy: r[1].as_bool().unwrap_or(false),
                     })
                 })

@@ -107,31 +107,47 @@ fn env_for(def: &TaskDef) -> std::result::Result<Environment<'static>, String> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     // `index_of(list, value)`: Python `list.index(value)` (errors when absent).
-    env.add_function("index_of", |list: minijinja::Value, item: minijinja::Value| {
-        let it = list.try_iter()?;
-        for (i, v) in it.enumerate() {
-            if v == item {
-                return Ok(minijinja::Value::from(i));
+    env.add_function(
+        "index_of",
+        |list: minijinja::Value, item: minijinja::Value| {
+            let it = list.try_iter()?;
+            for (i, v) in it.enumerate() {
+                if v == item {
+                    return Ok(minijinja::Value::from(i));
+                }
             }
-        }
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("{item} is not in list")))
-    });
-    env.add_template_owned("context", def.context.clone()).map_err(|e| format!("context template: {e}"))?;
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("{item} is not in list"),
+            ))
+        },
+    );
+    env.add_template_owned("context", def.context.clone())
+        .map_err(|e| format!("context template: {e}"))?;
     env.add_template_owned("continuation", def.continuation.clone())
         .map_err(|e| format!("continuation template: {e}"))?;
     if let Some(g) = &def.generation {
-        env.add_template_owned("generation", g.context.clone()).map_err(|e| format!("generation template: {e}"))?;
+        env.add_template_owned("generation", g.context.clone())
+            .map_err(|e| format!("generation template: {e}"))?;
     }
-    for (what, e) in [("choices", Some(&def.choices)), ("gold", Some(&def.gold)), ("target", def.target.as_ref())] {
+    for (what, e) in [
+        ("choices", Some(&def.choices)),
+        ("gold", Some(&def.gold)),
+        ("target", def.target.as_ref()),
+    ] {
         if let Some(e) = e {
-            env.compile_expression(e).map_err(|err| format!("{what} expression: {err}"))?;
+            env.compile_expression(e)
+                .map_err(|err| format!("{what} expression: {err}"))?;
         }
     }
     Ok(env)
 }
 
 fn one_line(s: impl std::fmt::Display) -> String {
-    s.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    s.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Task {
@@ -141,14 +157,25 @@ impl Task {
         let bad = |msg: String| Error::task(&def.name, format!("{msg} (in {origin})"));
         if let Some(p) = &def.preprocess {
             if !PREPROCESSORS.contains(&p.as_str()) {
-                return Err(bad(format!("unknown preprocess `{p}` (known: {})", PREPROCESSORS.join(", "))));
+                return Err(bad(format!(
+                    "unknown preprocess `{p}` (known: {})",
+                    PREPROCESSORS.join(", ")
+                )));
             }
         }
         if !REQUEST_BUILDERS.contains(&def.requests.as_str()) {
-            return Err(bad(format!("unknown requests `{}` (known: {})", def.requests, REQUEST_BUILDERS.join(", "))));
+            return Err(bad(format!(
+                "unknown requests `{}` (known: {})",
+                def.requests,
+                REQUEST_BUILDERS.join(", ")
+            )));
         }
         if !SCORERS.contains(&def.scorer.as_str()) {
-            return Err(bad(format!("unknown scorer `{}` (known: {})", def.scorer, SCORERS.join(", "))));
+            return Err(bad(format!(
+                "unknown scorer `{}` (known: {})",
+                def.scorer,
+                SCORERS.join(", ")
+            )));
         }
         let known: &[&str] = match def.scorer.as_str() {
             "multiple_choice" => &["acc", "acc_norm"],
@@ -158,14 +185,26 @@ impl Task {
         };
         for m in &def.metrics {
             if !known.contains(&m.as_str()) {
-                return Err(bad(format!("scorer `{}` has no metric `{m}` (it has: {})", def.scorer, known.join(", "))));
+                return Err(bad(format!(
+                    "scorer `{}` has no metric `{m}` (it has: {})",
+                    def.scorer,
+                    known.join(", ")
+                )));
             }
         }
         if def.metrics.iter().any(|m| m == "exact_str_match") && def.generation.is_none() {
-            return Err(bad("metric exact_str_match needs a [generation] request".into()));
+            return Err(bad(
+                "metric exact_str_match needs a [generation] request".into()
+            ));
         }
         let env = env_for(&def).map_err(|m| bad(one_line(m)))?;
-        Ok(Task { name: def.name.clone(), version: def.version, def, source: source.to_string(), env })
+        Ok(Task {
+            name: def.name.clone(),
+            version: def.version,
+            def,
+            source: source.to_string(),
+            env,
+        })
     }
 
     /// Metric names in table order.
@@ -189,7 +228,10 @@ impl Task {
         if let Some(l) = limit {
             rows.truncate(l);
         }
-        rows.into_iter().enumerate().map(|(id, row)| self.build_doc(id, row)).collect()
+        rows.into_iter()
+            .enumerate()
+            .map(|(id, row)| self.build_doc(id, row))
+            .collect()
     }
 
     /// Turn one dataset row into a `Doc` (requests rendered as strings).
@@ -220,18 +262,32 @@ impl Task {
                 .into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(err(format!("choices expression: expected strings, got {other}"))),
+                    other => Err(err(format!(
+                        "choices expression: expected strings, got {other}"
+                    ))),
                 })
                 .collect::<Result<_>>()?,
-            other => return Err(err(format!("choices expression: expected a list, got {other}"))),
+            other => {
+                return Err(err(format!(
+                    "choices expression: expected a list, got {other}"
+                )))
+            }
         };
         let gold: Vec<usize> = match eval("gold", &self.def.gold).map_err(err)? {
             Value::Number(n) if n.as_u64().is_some() => vec![n.as_u64().unwrap() as usize],
             Value::Array(a) => a
                 .iter()
-                .map(|v| v.as_u64().map(|x| x as usize).ok_or_else(|| err(format!("gold expression: bad index {v}"))))
+                .map(|v| {
+                    v.as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| err(format!("gold expression: bad index {v}")))
+                })
                 .collect::<Result<_>>()?,
-            other => return Err(err(format!("gold expression: expected an index or list, got {other}"))),
+            other => {
+                return Err(err(format!(
+                    "gold expression: expected an index or list, got {other}"
+                )))
+            }
         };
         if gold.is_empty() {
             return Err(err("gold expression: no gold index".into()));
@@ -253,19 +309,32 @@ impl Task {
                 // mc1 choices then mc2 choices; `choices` already lists them in that order.
                 choices
                     .iter()
-                    .map(|c| Ok(LoglikRequest { context: context.clone(), continuation: continuation_of(c)? }))
+                    .map(|c| {
+                        Ok(LoglikRequest {
+                            context: context.clone(),
+                            continuation: continuation_of(c)?,
+                        })
+                    })
                     .collect::<std::result::Result<_, String>>()
                     .map_err(err)?
             }
             _ => choices
                 .iter()
-                .map(|c| Ok(LoglikRequest { context: context.clone(), continuation: continuation_of(c)? }))
+                .map(|c| {
+                    Ok(LoglikRequest {
+                        context: context.clone(),
+                        continuation: continuation_of(c)?,
+                    })
+                })
                 .collect::<std::result::Result<_, String>>()
                 .map_err(err)?,
         };
         for &g in &gold {
             if g >= choices.len() {
-                return Err(err(format!("gold index {g} out of range for {} choices", choices.len())));
+                return Err(err(format!(
+                    "gold index {g} out of range for {} choices",
+                    choices.len()
+                )));
             }
         }
         let target = match (&self.def.target, target) {
@@ -284,14 +353,31 @@ impl Task {
             }),
             None => None,
         };
-        Ok(Doc { id, row, choices, gold, requests, generation, target })
+        Ok(Doc {
+            id,
+            row,
+            choices,
+            gold,
+            requests,
+            generation,
+            target,
+        })
     }
 
     /// Per-document metrics from the log-likelihoods (in request order) and the generation.
-    pub fn process_results(&self, doc: &Doc, lls: &[Loglik], generation: Option<&str>) -> Result<BTreeMap<String, f64>> {
+    pub fn process_results(
+        &self,
+        doc: &Doc,
+        lls: &[Loglik],
+        generation: Option<&str>,
+    ) -> Result<BTreeMap<String, f64>> {
         let err = |m: String| Error::task(&self.name, format!("doc {}: {m}", doc.id));
         if lls.len() != doc.requests.len() {
-            return Err(err(format!("{} log-likelihoods for {} requests", lls.len(), doc.requests.len())));
+            return Err(err(format!(
+                "{} log-likelihoods for {} requests",
+                lls.len(),
+                doc.requests.len()
+            )));
         }
         let ll: Vec<f64> = lls.iter().map(|l| l.logprob).collect();
         let mut all = BTreeMap::new();
@@ -315,8 +401,18 @@ impl Task {
                 let labels = doc.row["mc2_targets"]["labels"]
                     .as_array()
                     .ok_or_else(|| err("row has no mc2_targets.labels".into()))?;
-                let n_true = labels.iter().position(|l| l.as_i64() == Some(0)).unwrap_or(labels.len());
-                all.insert("mc1", if metrics::argmax(&ll[..n1]) == 0 { 1.0 } else { 0.0 });
+                let n_true = labels
+                    .iter()
+                    .position(|l| l.as_i64() == Some(0))
+                    .unwrap_or(labels.len());
+                all.insert(
+                    "mc1",
+                    if metrics::argmax(&ll[..n1]) == 0 {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                );
                 all.insert("mc2", metrics::mc2(&ll[n1..], n_true));
             }
             _ => {
@@ -324,17 +420,32 @@ impl Task {
                     .as_array()
                     .ok_or_else(|| err("row has no multiple_choice_scores".into()))?;
                 let pred = metrics::bigbench_argmax(&ll);
-                let s = scores.get(pred).and_then(|v| v.as_f64()).ok_or_else(|| err("bad multiple_choice_scores".into()))?;
+                let s = scores
+                    .get(pred)
+                    .and_then(|v| v.as_f64())
+                    .ok_or_else(|| err("bad multiple_choice_scores".into()))?;
                 all.insert("multiple_choice_grade", s);
                 if self.def.metrics.iter().any(|m| m == "exact_str_match") {
-                    let gen = generation.ok_or_else(|| err("exact_str_match needs the generation".into()))?;
-                    let max = self.def.generation.as_ref().and_then(|g| g.max_chars).unwrap_or(usize::MAX);
-                    let out = pystr::first_sentence_run(pystr::prefix_chars(gen, max)).unwrap_or("");
+                    let gen = generation
+                        .ok_or_else(|| err("exact_str_match needs the generation".into()))?;
+                    let max = self
+                        .def
+                        .generation
+                        .as_ref()
+                        .and_then(|g| g.max_chars)
+                        .unwrap_or(usize::MAX);
+                    let out =
+                        pystr::first_sentence_run(pystr::prefix_chars(gen, max)).unwrap_or("");
                     all.insert("exact_str_match", if out == doc.target { 1.0 } else { 0.0 });
                 }
             }
         }
-        Ok(self.def.metrics.iter().filter_map(|m| all.get(m.as_str()).map(|v| (m.clone(), *v))).collect())
+        Ok(self
+            .def
+            .metrics
+            .iter()
+            .filter_map(|m| all.get(m.as_str()).map(|v| (m.clone(), *v)))
+            .collect())
     }
 }
 
@@ -348,17 +459,31 @@ pub fn hellaswag_preprocess(text: &str) -> String {
 }
 
 fn preprocess_hellaswag(mut row: Value) -> std::result::Result<Value, String> {
-    let s = |k: &str| row[k].as_str().map(str::to_string).ok_or_else(|| format!("hellaswag: field `{k}` is not a string"));
+    let s = |k: &str| {
+        row[k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("hellaswag: field `{k}` is not a string"))
+    };
     let ctx = format!("{} {}", s("ctx_a")?, pystr::capitalize(&s("ctx_b")?));
     let query = hellaswag_preprocess(&format!("{}: {ctx}", s("activity_label")?));
     let endings: Vec<Value> = row["endings"]
         .as_array()
         .ok_or("hellaswag: field `endings` is not a list")?
         .iter()
-        .map(|e| e.as_str().map(|e| Value::String(hellaswag_preprocess(e))).ok_or("hellaswag: ending is not a string"))
+        .map(|e| {
+            e.as_str()
+                .map(|e| Value::String(hellaswag_preprocess(e)))
+                .ok_or("hellaswag: ending is not a string")
+        })
         .collect::<std::result::Result<_, _>>()?;
-    let gold: i64 = s("label")?.trim().parse().map_err(|_| "hellaswag: label is not an integer".to_string())?;
-    let obj = row.as_object_mut().ok_or("hellaswag: row is not an object")?;
+    let gold: i64 = s("label")?
+        .trim()
+        .parse()
+        .map_err(|_| "hellaswag: label is not an integer".to_string())?;
+    let obj = row
+        .as_object_mut()
+        .ok_or("hellaswag: row is not an object")?;
     obj.insert("query".into(), Value::String(query));
     obj.insert("choices".into(), Value::Array(endings));
     obj.insert("gold".into(), Value::from(gold));
@@ -367,10 +492,19 @@ fn preprocess_hellaswag(mut row: Value) -> std::result::Result<Value, String> {
 
 /// Winogrande partial evaluation (TASKS_SPEC §2.6): one context per option, a shared
 /// continuation. Returns the requests and the target (the stripped partial target).
-fn winogrande_requests(row: &Value, options: &[String]) -> std::result::Result<(Vec<LoglikRequest>, String), String> {
-    let sentence = row["sentence"].as_str().ok_or("winogrande: `sentence` is not a string")?;
-    let answer = row["answer"].as_str().ok_or("winogrande: `answer` is not a string")?;
-    let i = sentence.find('_').ok_or("winogrande: sentence has no `_`")?;
+fn winogrande_requests(
+    row: &Value,
+    options: &[String],
+) -> std::result::Result<(Vec<LoglikRequest>, String), String> {
+    let sentence = row["sentence"]
+        .as_str()
+        .ok_or("winogrande: `sentence` is not a string")?;
+    let answer = row["answer"]
+        .as_str()
+        .ok_or("winogrande: `answer` is not a string")?;
+    let i = sentence
+        .find('_')
+        .ok_or("winogrande: sentence has no `_`")?;
     let target = pystr::strip(&sentence[i + 1..]).to_string();
     let continuation = format!(" {target}");
     let answer_opt = match answer {
@@ -386,8 +520,15 @@ fn winogrande_requests(row: &Value, options: &[String]) -> std::result::Result<(
         .iter()
         .map(|o| {
             let partial = format!("{}{}", &sentence[..i], o);
-            let context = if pieces.is_empty() { partial } else { format!("{}\n\n{}", pieces.join("\n\n"), partial) };
-            LoglikRequest { context, continuation: continuation.clone() }
+            let context = if pieces.is_empty() {
+                partial
+            } else {
+                format!("{}\n\n{}", pieces.join("\n\n"), partial)
+            };
+            LoglikRequest {
+                context,
+                continuation: continuation.clone(),
+            }
         })
         .collect();
     Ok((reqs, target))
@@ -433,9 +574,14 @@ pub struct Registry {
 impl Registry {
     /// The embedded `tasks/*.toml`.
     pub fn builtin() -> Result<Registry> {
-        let files: Vec<(String, String)> =
-            BUILTIN_TASK_FILES.iter().map(|(n, s)| (format!("tasks/{n}.toml"), s.to_string())).collect();
-        Self::from_sources(&files, Some(("tasks/suites.toml".into(), BUILTIN_SUITES.to_string())))
+        let files: Vec<(String, String)> = BUILTIN_TASK_FILES
+            .iter()
+            .map(|(n, s)| (format!("tasks/{n}.toml"), s.to_string()))
+            .collect();
+        Self::from_sources(
+            &files,
+            Some(("tasks/suites.toml".into(), BUILTIN_SUITES.to_string())),
+        )
     }
 
     /// Every `*.toml` in `dir` (`suites.toml` holds the suites).
@@ -444,7 +590,10 @@ impl Registry {
         Self::from_sources(&files, suites)
     }
 
-    fn from_sources(files: &[(String, String)], suites: Option<(String, String)>) -> Result<Registry> {
+    fn from_sources(
+        files: &[(String, String)],
+        suites: Option<(String, String)>,
+    ) -> Result<Registry> {
         let errors = validate_sources(files, suites.as_ref());
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
@@ -505,20 +654,32 @@ impl Registry {
             })?;
             names.extend(self.suite_tasks(su));
         }
-        for pat in tasks.iter().flat_map(|t| t.split(',')).map(str::trim).filter(|t| !t.is_empty()) {
+        for pat in tasks
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             if let Some(su) = self.suite(pat) {
                 names.extend(self.suite_tasks(su));
                 continue;
             }
             let hits: Vec<&String> = self.tasks.keys().filter(|n| glob_match(pat, n)).collect();
             if hits.is_empty() {
-                return Err(Error::task(pat, "no such task or suite (see `hermes-eval list`)"));
+                return Err(Error::task(
+                    pat,
+                    "no such task or suite (see `hermes-eval list`)",
+                ));
             }
             names.extend(hits.into_iter().cloned());
         }
         names
             .iter()
-            .map(|n| self.tasks.get(n).ok_or_else(|| Error::task(n, "suite names an unknown task")))
+            .map(|n| {
+                self.tasks
+                    .get(n)
+                    .ok_or_else(|| Error::task(n, "suite names an unknown task"))
+            })
             .collect()
     }
 
@@ -531,17 +692,23 @@ impl Registry {
             .iter()
             .filter(|s| s.includes.is_empty() && s.tasks.iter().any(|t| have.contains(t.as_str())))
             .collect();
-        out.extend(
-            self.suites
-                .iter()
-                .filter(|s| !s.includes.is_empty() && self.suite_tasks(s).iter().all(|t| have.contains(t.as_str()))),
-        );
+        out.extend(self.suites.iter().filter(|s| {
+            !s.includes.is_empty()
+                && self
+                    .suite_tasks(s)
+                    .iter()
+                    .all(|t| have.contains(t.as_str()))
+        }));
         out
     }
 
     /// Suite names a task belongs to (directly or through includes).
     pub fn suites_of(&self, task: &str) -> Vec<&str> {
-        self.suites.iter().filter(|s| self.suite_tasks(s).iter().any(|t| t == task)).map(|s| s.name.as_str()).collect()
+        self.suites
+            .iter()
+            .filter(|s| self.suite_tasks(s).iter().any(|t| t == task))
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     /// A plain-text listing of tasks and suites.
@@ -575,7 +742,11 @@ impl Registry {
                 s.name,
                 self.suite_tasks(s).len(),
                 rule,
-                if s.print_average { "" } else { " (not printed)" }
+                if s.print_average {
+                    ""
+                } else {
+                    " (not printed)"
+                }
             ));
         }
         out
@@ -591,7 +762,10 @@ fn glob_match(pat: &str, name: &str) -> bool {
             Some(c) => n.first() == Some(c) && rec(&p[1..], &n[1..]),
         }
     }
-    rec(&pat.chars().collect::<Vec<_>>(), &name.chars().collect::<Vec<_>>())
+    rec(
+        &pat.chars().collect::<Vec<_>>(),
+        &name.chars().collect::<Vec<_>>(),
+    )
 }
 
 fn parse_suites(src: &str, origin: &str) -> Result<Vec<Suite>> {
@@ -599,8 +773,12 @@ fn parse_suites(src: &str, origin: &str) -> Result<Vec<Suite>> {
     Ok(f.suite)
 }
 
-fn read_dir_sources(dir: &Path) -> Result<(Vec<(String, String)>, Option<(String, String)>)> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot read tasks directory: {e}")))?;
+/// (origin, TOML source) pairs of the task files, and the suites file if present.
+type Sources = (Vec<(String, String)>, Option<(String, String)>);
+
+fn read_dir_sources(dir: &Path) -> Result<Sources> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| Error::file(dir, format!("cannot read tasks directory: {e}")))?;
     let mut paths: Vec<_> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -628,7 +806,10 @@ fn validate_sources(files: &[(String, String)], suites: Option<&(String, String)
         match Task::from_toml(src, origin) {
             Ok(t) => {
                 if let Some(prev) = names.insert(t.name.clone(), origin.clone()) {
-                    errors.push(Error::task(&t.name, format!("defined twice ({prev} and {origin})")));
+                    errors.push(Error::task(
+                        &t.name,
+                        format!("defined twice ({prev} and {origin})"),
+                    ));
                 }
             }
             Err(e) => errors.push(e),
@@ -641,12 +822,18 @@ fn validate_sources(files: &[(String, String)], suites: Option<&(String, String)
                 for s in &suites {
                     for t in &s.tasks {
                         if !names.contains_key(t) {
-                            errors.push(Error::task(&s.name, format!("suite names unknown task `{t}` (in {origin})")));
+                            errors.push(Error::task(
+                                &s.name,
+                                format!("suite names unknown task `{t}` (in {origin})"),
+                            ));
                         }
                     }
                     for i in &s.includes {
                         if !suite_names.contains(i.as_str()) {
-                            errors.push(Error::task(&s.name, format!("suite includes unknown suite `{i}` (in {origin})")));
+                            errors.push(Error::task(
+                                &s.name,
+                                format!("suite includes unknown suite `{i}` (in {origin})"),
+                            ));
                         }
                     }
                 }
@@ -663,11 +850,17 @@ pub fn validate(dir: Option<&Path>) -> Result<Vec<String>> {
     let (files, suites) = match dir {
         Some(d) => read_dir_sources(d)?,
         None => (
-            BUILTIN_TASK_FILES.iter().map(|(n, s)| (format!("tasks/{n}.toml"), s.to_string())).collect(),
+            BUILTIN_TASK_FILES
+                .iter()
+                .map(|(n, s)| (format!("tasks/{n}.toml"), s.to_string()))
+                .collect(),
             Some(("tasks/suites.toml".to_string(), BUILTIN_SUITES.to_string())),
         ),
     };
-    Ok(validate_sources(&files, suites.as_ref()).into_iter().map(|e| e.to_string()).collect())
+    Ok(validate_sources(&files, suites.as_ref())
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect())
 }
 
 #[cfg(test)]
