@@ -1,6 +1,7 @@
 //! Chat templates: the model's own Jinja template (tokenizer_config.json `chat_template`, a string
 //! or a list of `{name, template}`; or GGUF `tokenizer.chat_template`; or an override file),
-//! rendered with minijinja + pycompat (Python `str` methods), `raise_exception`, `tojson`,
+//! rendered with minijinja + pycompat (Python `str` methods), `raise_exception`, `tojson`
+//! (transformers' version: `json.dumps(x, ensure_ascii=False)`; `indent` is not supported),
 //! `strftime_now`, `bos_token`/`eos_token` and `add_generation_prompt`, with
 //! `trim_blocks`/`lstrip_blocks` like transformers. Without a template: ChatML as in the
 //! function-calling eval's `chatml.j2` (TASKS_SPEC §7.2, no BOS).
@@ -145,6 +146,11 @@ impl ChatTemplate {
             Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
         });
         env.add_function("strftime_now", |fmt: String| -> String { chrono::Local::now().format(&fmt).to_string() });
+        env.add_filter("tojson", |v: minijinja::Value| -> std::result::Result<String, minijinja::Error> {
+            let j = serde_json::to_value(&v)
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+            Ok(crate::fc::pyeq::py_json_dumps_unicode(&crate::fc::pyeq::PyValue::from_json(&j)))
+        });
         env.add_template("chat", text).map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))?;
         let tmpl = env.get_template("chat").expect("just added");
         let ctx = minijinja::context! {

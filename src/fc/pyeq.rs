@@ -259,7 +259,7 @@ pub fn py_repr(v: &PyValue) -> String {
     }
 }
 
-fn json_str(s: &str, out: &mut String) {
+fn json_str(s: &str, out: &mut String, ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -270,7 +270,7 @@ fn json_str(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+            c if (c as u32) < 0x20 || (ascii && (c as u32) > 0x7e) => {
                 let mut buf = [0u16; 2];
                 for u in c.encode_utf16(&mut buf) {
                     out.push_str(&format!("\\u{:04x}", u));
@@ -285,11 +285,18 @@ fn json_str(s: &str, out: &mut String) {
 /// Python `json.dumps(value)` with default settings (`", "`, `": "`, `ensure_ascii=True`).
 pub fn py_json_dumps(v: &PyValue) -> String {
     let mut out = String::new();
-    dumps_into(v, &mut out);
+    dumps_into(v, &mut out, true);
     out
 }
 
-fn dumps_into(v: &PyValue, out: &mut String) {
+/// `json.dumps(value, ensure_ascii=False)` (transformers' `tojson` in chat templates).
+pub fn py_json_dumps_unicode(v: &PyValue) -> String {
+    let mut out = String::new();
+    dumps_into(v, &mut out, false);
+    out
+}
+
+fn dumps_into(v: &PyValue, out: &mut String, ascii: bool) {
     match v {
         PyValue::None => out.push_str("null"),
         PyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -297,14 +304,14 @@ fn dumps_into(v: &PyValue, out: &mut String) {
         PyValue::Float(f) if f.is_nan() => out.push_str("NaN"),
         PyValue::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" }),
         PyValue::Float(f) => out.push_str(&py_float_repr(*f)),
-        PyValue::Str(s) => json_str(s, out),
+        PyValue::Str(s) => json_str(s, out, ascii),
         PyValue::List(x) | PyValue::Tuple(x) => {
             out.push('[');
             for (i, e) in x.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                dumps_into(e, out);
+                dumps_into(e, out, ascii);
             }
             out.push(']');
         }
@@ -315,11 +322,11 @@ fn dumps_into(v: &PyValue, out: &mut String) {
                     out.push_str(", ");
                 }
                 match k {
-                    PyValue::Str(s) => json_str(s, out),
-                    other => json_str(&py_repr(other), out),
+                    PyValue::Str(s) => json_str(s, out, ascii),
+                    other => json_str(&py_repr(other), out, ascii),
                 }
                 out.push_str(": ");
-                dumps_into(e, out);
+                dumps_into(e, out, ascii);
             }
             out.push('}');
         }
