@@ -19,7 +19,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Message { role: role.into(), content: content.into() }
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -49,7 +52,11 @@ pub struct ChatTemplate {
 fn token_str(v: Option<&serde_json::Value>) -> String {
     match v {
         Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string(),
+        Some(serde_json::Value::Object(o)) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_string(),
         _ => String::new(),
     }
 }
@@ -85,24 +92,37 @@ impl ChatTemplate {
             Some(serde_json::Value::Array(list)) => {
                 let mut v = Vec::new();
                 for item in list {
-                    let (Some(n), Some(t)) =
-                        (item.get("name").and_then(|n| n.as_str()), item.get("template").and_then(|t| t.as_str()))
-                    else {
-                        return Err(Error::Tokenizer("chat_template list item without name/template".into()));
+                    let (Some(n), Some(t)) = (
+                        item.get("name").and_then(|n| n.as_str()),
+                        item.get("template").and_then(|t| t.as_str()),
+                    ) else {
+                        return Err(Error::Tokenizer(
+                            "chat_template list item without name/template".into(),
+                        ));
                     };
                     v.push((n.to_string(), t.to_string()));
                 }
                 v
             }
-            Some(other) => return Err(Error::Tokenizer(format!("unexpected chat_template value {other}"))),
+            Some(other) => {
+                return Err(Error::Tokenizer(format!(
+                    "unexpected chat_template value {other}"
+                )))
+            }
         };
-        Ok(Some(ChatTemplate { variants, source: TemplateSource::TokenizerConfig, bos_token: bos, eos_token: eos }))
+        Ok(Some(ChatTemplate {
+            variants,
+            source: TemplateSource::TokenizerConfig,
+            bos_token: bos,
+            eos_token: eos,
+        }))
     }
 
     /// Read tokenizer_config.json; falls back to ChatML when it has no template.
     pub fn from_tokenizer_config_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-        let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(path, e))?;
+        let cfg: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::file(path, e))?;
         match Self::from_tokenizer_config(&cfg)? {
             Some(t) => Ok(t),
             None => Ok(Self::chatml(&token_str(cfg.get("eos_token")))),
@@ -120,7 +140,12 @@ impl ChatTemplate {
     /// The template text used with or without tools (`tool_use` when tools are given and it
     /// exists, else `default`, else the first one).
     pub fn template_text(&self, with_tools: bool) -> &str {
-        let pick = |n: &str| self.variants.iter().find(|(name, _)| name == n).map(|(_, t)| t.as_str());
+        let pick = |n: &str| {
+            self.variants
+                .iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, t)| t.as_str())
+        };
         (if with_tools { pick("tool_use") } else { None })
             .or_else(|| pick("default"))
             .unwrap_or_else(|| self.variants[0].1.as_str())
@@ -136,22 +161,42 @@ impl ChatTemplate {
     }
 
     /// Render `messages` (and `tools`, a JSON array, if given).
-    pub fn render(&self, messages: &[Message], tools: Option<&serde_json::Value>, add_generation_prompt: bool) -> Result<String> {
+    pub fn render(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let text = self.template_text(tools.is_some());
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_function("strftime_now", |fmt: String| -> String {
+            chrono::Local::now().format(&fmt).to_string()
         });
-        env.add_function("strftime_now", |fmt: String| -> String { chrono::Local::now().format(&fmt).to_string() });
-        env.add_filter("tojson", |v: minijinja::Value| -> std::result::Result<String, minijinja::Error> {
-            let j = serde_json::to_value(&v)
-                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
-            Ok(crate::fc::pyeq::py_json_dumps_unicode(&crate::fc::pyeq::PyValue::from_json(&j)))
-        });
-        env.add_template("chat", text).map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))?;
+        env.add_filter(
+            "tojson",
+            |v: minijinja::Value| -> std::result::Result<String, minijinja::Error> {
+                let j = serde_json::to_value(&v).map_err(|e| {
+                    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+                })?;
+                Ok(crate::fc::pyeq::py_json_dumps_unicode(
+                    &crate::fc::pyeq::PyValue::from_json(&j),
+                ))
+            },
+        );
+        env.add_template("chat", text)
+            .map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))?;
         let tmpl = env.get_template("chat").expect("just added");
         let ctx = minijinja::context! {
             messages => messages,
@@ -160,7 +205,8 @@ impl ChatTemplate {
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         };
-        tmpl.render(ctx).map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))
+        tmpl.render(ctx)
+            .map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))
     }
 }
 
@@ -171,7 +217,13 @@ mod tests {
     #[test]
     fn chatml_fallback() {
         let t = ChatTemplate::chatml("<|im_end|>");
-        let s = t.render(&[Message::new("system", "S"), Message::new("user", "U")], None, true).unwrap();
+        let s = t
+            .render(
+                &[Message::new("system", "S"), Message::new("user", "U")],
+                None,
+                true,
+            )
+            .unwrap();
         assert_eq!(s, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n");
     }
 }

@@ -45,7 +45,10 @@ pub fn to_calls(parsed: &[PyValue]) -> Result<Vec<Call>, Failure> {
             (Some(PyValue::Str(n)), Some(a @ PyValue::Dict(_))) => Ok((n.clone(), a.clone())),
             _ => Err(Failure::new(
                 FailureReason::SchemaViolation,
-                format!("call is not {{'name': str, 'arguments': dict}}: {}", py_repr(c)),
+                format!(
+                    "call is not {{'name': str, 'arguments': dict}}: {}",
+                    py_repr(c)
+                ),
             )),
         })
         .collect()
@@ -83,11 +86,20 @@ fn python_type(desc: &str) -> Option<&'static str> {
 }
 
 fn first_answer_type(answers: &[PyValue]) -> Option<&'static str> {
-    answers.iter().find(|a| a.as_str() != Some("")).map(|a| a.type_name())
+    answers
+        .iter()
+        .find(|a| a.as_str() != Some(""))
+        .map(|a| a.type_name())
 }
 
 /// `type_checker`: Ok(is_variable) or the failure.
-fn type_check(param: &str, value: &PyValue, answers: &[PyValue], expected: &str, nested: Option<&str>) -> Result<bool, Failure> {
+fn type_check(
+    param: &str,
+    value: &PyValue,
+    answers: &[PyValue],
+    expected: &str,
+    nested: Option<&str>,
+) -> Result<bool, Failure> {
     let pa_type = first_answer_type(answers);
     let is_variable = pa_type.is_some_and(|t| t != expected);
     if value.type_name() == expected {
@@ -97,7 +109,9 @@ fn type_check(param: &str, value: &PyValue, answers: &[PyValue], expected: &str,
                 for item in answers {
                     let ok = match item {
                         PyValue::List(pal) => match value {
-                            PyValue::List(vs) => vs.iter().all(|vi| type_check(param, vi, pal, inner, None).is_ok()),
+                            PyValue::List(vs) => vs
+                                .iter()
+                                .all(|vi| type_check(param, vi, pal, inner, None).is_ok()),
                             _ => true,
                         },
                         _ => true,
@@ -114,12 +128,19 @@ fn type_check(param: &str, value: &PyValue, answers: &[PyValue], expected: &str,
     }
     Err(Failure::new(
         FailureReason::WrongType,
-        format!("{param}={} is a {}, expected {expected}", py_repr(value), value.type_name()),
+        format!(
+            "{param}={} is a {}, expected {expected}",
+            py_repr(value),
+            value.type_name()
+        ),
     ))
 }
 
 fn dict_check(param: &str, value: &PyValue, answers: &[PyValue]) -> Result<(), Failure> {
-    let mut last = Failure::new(FailureReason::WrongValue, format!("{param}: no acceptable dict"));
+    let mut last = Failure::new(
+        FailureReason::WrongValue,
+        format!("{param}: no acceptable dict"),
+    );
     let model = value.as_dict().unwrap_or(&[]);
     'answers: for ans in answers {
         if ans.as_str() == Some("") {
@@ -128,7 +149,10 @@ fn dict_check(param: &str, value: &PyValue, answers: &[PyValue]) -> Result<(), F
         let Some(ad) = ans.as_dict() else { continue };
         for (k, v) in model {
             let Some(acceptable) = ad.iter().find(|(k2, _)| k2 == k).map(|(_, a)| a) else {
-                last = Failure::new(FailureReason::UnexpectedArgument, format!("{param}: unexpected key {}", py_repr(k)));
+                last = Failure::new(
+                    FailureReason::UnexpectedArgument,
+                    format!("{param}: unexpected key {}", py_repr(k)),
+                );
                 continue 'answers;
             };
             let acc: Vec<PyValue> = match acceptable {
@@ -136,14 +160,21 @@ fn dict_check(param: &str, value: &PyValue, answers: &[PyValue]) -> Result<(), F
                 _ => vec![],
             };
             if !contains(&acc, &std_value(v)) {
-                last = Failure::new(FailureReason::WrongValue, format!("{param}[{}]={}", py_repr(k), py_repr(v)));
+                last = Failure::new(
+                    FailureReason::WrongValue,
+                    format!("{param}[{}]={}", py_repr(k), py_repr(v)),
+                );
                 continue 'answers;
             }
         }
         for (k, acceptable) in ad {
-            let optional = matches!(acceptable, PyValue::List(l) if contains(l, &PyValue::Str(String::new())));
+            let optional =
+                matches!(acceptable, PyValue::List(l) if contains(l, &PyValue::Str(String::new())));
             if !model.iter().any(|(k2, _)| k2 == k) && !optional {
-                last = Failure::new(FailureReason::MissingArgument, format!("{param}: missing key {}", py_repr(k)));
+                last = Failure::new(
+                    FailureReason::MissingArgument,
+                    format!("{param}: missing key {}", py_repr(k)),
+                );
                 continue 'answers;
             }
         }
@@ -157,7 +188,10 @@ fn list_dict_check(param: &str, value: &PyValue, answers: &[PyValue]) -> Result<
         PyValue::List(v) => v.as_slice(),
         _ => &[],
     };
-    let mut last = Failure::new(FailureReason::WrongValue, format!("{param}: no acceptable list of dicts"));
+    let mut last = Failure::new(
+        FailureReason::WrongValue,
+        format!("{param}: no acceptable list of dicts"),
+    );
     for ans in answers {
         let al: Vec<PyValue> = match ans {
             PyValue::List(l) => l.clone(),
@@ -165,10 +199,17 @@ fn list_dict_check(param: &str, value: &PyValue, answers: &[PyValue]) -> Result<
             _ => continue,
         };
         if al.len() != model.len() {
-            last = Failure::new(FailureReason::WrongValue, format!("{param}: wrong number of dicts"));
+            last = Failure::new(
+                FailureReason::WrongValue,
+                format!("{param}: wrong number of dicts"),
+            );
             continue;
         }
-        match model.iter().zip(&al).try_for_each(|(m, a)| dict_check(param, m, std::slice::from_ref(a))) {
+        match model
+            .iter()
+            .zip(&al)
+            .try_for_each(|(m, a)| dict_check(param, m, std::slice::from_ref(a)))
+        {
             Ok(()) => return Ok(()),
             Err(f) => last = f,
         }
@@ -186,39 +227,68 @@ fn list_check(param: &str, value: &PyValue, answers: &[PyValue]) -> Result<(), F
         .map(|a| match a {
             PyValue::List(l) => PyValue::List(l.iter().map(std_value).collect()),
             // Python iterates a str answer ("" = optional) character by character.
-            PyValue::Str(s) => PyValue::List(s.chars().map(|c| PyValue::Str(standardize(&c.to_string()))).collect()),
+            PyValue::Str(s) => PyValue::List(
+                s.chars()
+                    .map(|c| PyValue::Str(standardize(&c.to_string())))
+                    .collect(),
+            ),
             o => o.clone(),
         })
         .collect();
     if contains(&std_answers, &model) {
         Ok(())
     } else {
-        Err(Failure::new(FailureReason::WrongValue, format!("{param}={} not acceptable", py_repr(value))))
+        Err(Failure::new(
+            FailureReason::WrongValue,
+            format!("{param}={} not acceptable", py_repr(value)),
+        ))
     }
 }
 
 /// `simple_function_checker(func_doc, {name: args}, {exp_name: possible})`.
-pub fn check_one(func: &serde_json::Value, call: &Call, expected_name: &str, possible: &PyValue) -> Result<(), Failure> {
+pub fn check_one(
+    func: &serde_json::Value,
+    call: &Call,
+    expected_name: &str,
+    possible: &PyValue,
+) -> Result<(), Failure> {
     let (name, args) = call;
     if name != expected_name {
-        return Err(Failure::new(FailureReason::WrongName, format!("called {name:?}, expected {expected_name:?}")));
+        return Err(Failure::new(
+            FailureReason::WrongName,
+            format!("called {name:?}, expected {expected_name:?}"),
+        ));
     }
     let params = &func["parameters"];
     let props = params.get("properties").and_then(|p| p.as_object());
     let margs = args.as_dict().unwrap_or(&[]);
     let possible = possible.as_dict().unwrap_or(&[]);
-    for r in params.get("required").and_then(|r| r.as_array()).into_iter().flatten() {
+    for r in params
+        .get("required")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
         let r = r.as_str().unwrap_or("");
         if args.get(r).is_none() {
-            return Err(Failure::new(FailureReason::MissingArgument, format!("{name}: required {r:?} missing")));
+            return Err(Failure::new(
+                FailureReason::MissingArgument,
+                format!("{name}: required {r:?} missing"),
+            ));
         }
     }
     for (k, v) in margs {
         let key = k.as_str().unwrap_or("");
         let spec = props.and_then(|p| p.get(key));
-        let answers = possible.iter().find(|(pk, _)| pk.as_str() == Some(key)).map(|(_, a)| a);
+        let answers = possible
+            .iter()
+            .find(|(pk, _)| pk.as_str() == Some(key))
+            .map(|(_, a)| a);
         let (Some(spec), Some(answers)) = (spec, answers) else {
-            return Err(Failure::new(FailureReason::UnexpectedArgument, format!("{name}: unexpected {key:?}")));
+            return Err(Failure::new(
+                FailureReason::UnexpectedArgument,
+                format!("{name}: unexpected {key:?}"),
+            ));
         };
         let answers: &[PyValue] = match answers {
             PyValue::List(l) => l,
@@ -226,12 +296,22 @@ pub fn check_one(func: &serde_json::Value, call: &Call, expected_name: &str, pos
         };
         let desc = spec.get("type").and_then(|t| t.as_str()).unwrap_or("");
         let Some(expected) = python_type(desc) else {
-            return Err(Failure::new(FailureReason::WrongType, format!("{name}.{key}: unsupported doc type {desc:?}")));
+            return Err(Failure::new(
+                FailureReason::WrongType,
+                format!("{name}.{key}: unsupported doc type {desc:?}"),
+            ));
         };
         let nested = if desc == "array" || desc == "tuple" {
-            let it = spec.get("items").and_then(|i| i.get("type")).and_then(|t| t.as_str()).unwrap_or("");
+            let it = spec
+                .get("items")
+                .and_then(|i| i.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("");
             Some(python_type(it).ok_or_else(|| {
-                Failure::new(FailureReason::WrongType, format!("{name}.{key}: unsupported item type {it:?}"))
+                Failure::new(
+                    FailureReason::WrongType,
+                    format!("{name}.{key}: unsupported item type {it:?}"),
+                )
             })?)
         } else {
             None
@@ -255,12 +335,18 @@ pub fn check_one(func: &serde_json::Value, call: &Call, expected_name: &str, pos
                 Some(list_dict_check(key, &value, answers))
             } else if expected == "str" {
                 let sv = std_value(&value);
-                let acc: Vec<PyValue> =
-                    answers.iter().filter(|a| a.as_str().is_some()).map(std_value).collect();
+                let acc: Vec<PyValue> = answers
+                    .iter()
+                    .filter(|a| a.as_str().is_some())
+                    .map(std_value)
+                    .collect();
                 Some(if contains(&acc, &sv) {
                     Ok(())
                 } else {
-                    Err(Failure::new(FailureReason::WrongValue, format!("{name}.{key}={} not acceptable", py_repr(&value))))
+                    Err(Failure::new(
+                        FailureReason::WrongValue,
+                        format!("{name}.{key}={} not acceptable", py_repr(&value)),
+                    ))
                 })
             } else if expected == "list" {
                 Some(list_check(key, &value, answers))
@@ -273,11 +359,15 @@ pub fn check_one(func: &serde_json::Value, call: &Call, expected_name: &str, pos
             }
         }
         if !contains(answers, &value) {
-            return Err(Failure::new(FailureReason::WrongValue, format!("{name}.{key}={} not acceptable", py_repr(&value))));
+            return Err(Failure::new(
+                FailureReason::WrongValue,
+                format!("{name}.{key}={} not acceptable", py_repr(&value)),
+            ));
         }
     }
     for (pk, answers) in possible {
-        let optional = matches!(answers, PyValue::List(l) if contains(l, &PyValue::Str(String::new())));
+        let optional =
+            matches!(answers, PyValue::List(l) if contains(l, &PyValue::Str(String::new())));
         if !optional && !margs.iter().any(|(k, _)| k == pk) {
             return Err(Failure::new(
                 FailureReason::MissingArgument,
@@ -289,7 +379,9 @@ pub fn check_one(func: &serde_json::Value, call: &Call, expected_name: &str, pos
 }
 
 fn find_func<'a>(functions: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
-    functions.iter().find(|f| f.get("name").and_then(|n| n.as_str()) == Some(name))
+    functions
+        .iter()
+        .find(|f| f.get("name").and_then(|n| n.as_str()) == Some(name))
 }
 
 fn answer_entry(a: &PyValue) -> Option<(String, PyValue)> {
@@ -299,14 +391,22 @@ fn answer_entry(a: &PyValue) -> Option<(String, PyValue)> {
 }
 
 /// Judge one BFCL sample. `ground_truth` is the possible_answer row's `ground_truth` list.
-pub fn judge_bfcl(category: &str, functions: &[serde_json::Value], calls: &[Call], ground_truth: &[PyValue]) -> Result<(), Failure> {
+pub fn judge_bfcl(
+    category: &str,
+    functions: &[serde_json::Value],
+    calls: &[Call],
+    ground_truth: &[PyValue],
+) -> Result<(), Failure> {
     let kind = checker_kind(category);
     match kind {
         CheckerKind::Irrelevance => {
             if calls.is_empty() {
                 return Ok(());
             }
-            return Err(Failure::new(FailureReason::UnwantedCall, format!("{} call(s) made", calls.len())));
+            return Err(Failure::new(
+                FailureReason::UnwantedCall,
+                format!("{} call(s) made", calls.len()),
+            ));
         }
         CheckerKind::Relevance => {
             if calls.is_empty() {
@@ -319,13 +419,22 @@ pub fn judge_bfcl(category: &str, functions: &[serde_json::Value], calls: &[Call
     if calls.len() != ground_truth.len() {
         return Err(Failure::new(
             FailureReason::WrongCount,
-            format!("{} calls generated, {} expected", calls.len(), ground_truth.len()),
+            format!(
+                "{} calls generated, {} expected",
+                calls.len(),
+                ground_truth.len()
+            ),
         ));
     }
     let lookup = |a: &PyValue| -> Result<(String, PyValue, &serde_json::Value), Failure> {
-        let (n, p) = answer_entry(a).ok_or_else(|| Failure::new(FailureReason::WrongValue, "malformed possible answer"))?;
+        let (n, p) = answer_entry(a)
+            .ok_or_else(|| Failure::new(FailureReason::WrongValue, "malformed possible answer"))?;
         let f = find_func(functions, &n)
-            .or(if kind == CheckerKind::Simple { functions.first() } else { None })
+            .or(if kind == CheckerKind::Simple {
+                functions.first()
+            } else {
+                None
+            })
             .ok_or_else(|| Failure::new(FailureReason::WrongName, format!("no doc for {n:?}")))?;
         Ok((n, p, f))
     };
@@ -351,7 +460,10 @@ pub fn judge_bfcl(category: &str, functions: &[serde_json::Value], calls: &[Call
                 }
                 if !hit {
                     let mut f = last.unwrap_or_else(|| Failure::new(FailureReason::WrongName, ""));
-                    f.detail = format!("no generated call matches expected call {i} ({n}): {}", f.detail);
+                    f.detail = format!(
+                        "no generated call matches expected call {i} ({n}): {}",
+                        f.detail
+                    );
                     return Err(f);
                 }
             }

@@ -20,9 +20,16 @@ pub const BFCL_VERSIONS: &[&str] = &["v4", "v3", "v3-release-70b6a4a2"];
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FcTarget {
     /// NousResearch/func-calling-eval: §7.6 rules against `completion`, schema-checked on `tools`.
-    Nous { tools: Vec<serde_json::Value>, expected: Vec<PyValue> },
+    Nous {
+        tools: Vec<serde_json::Value>,
+        expected: Vec<PyValue>,
+    },
     /// BFCL possible-answer matching.
-    Bfcl { category: String, functions: Vec<serde_json::Value>, ground_truth: Vec<PyValue> },
+    Bfcl {
+        category: String,
+        functions: Vec<serde_json::Value>,
+        ground_truth: Vec<PyValue>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,7 +85,9 @@ pub fn read_rows(path: &Path) -> Result<Vec<serde_json::Value>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::file(path, format!("line {}: {e}", i + 1))))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::file(path, format!("line {}: {e}", i + 1)))
+        })
         .collect()
 }
 
@@ -104,7 +113,10 @@ fn field_to_json(f: &parquet::record::Field) -> serde_json::Value {
         F::MapInternal(m) => {
             let mut o = serde_json::Map::new();
             for (k, v) in m.entries() {
-                let key = match k { F::Str(s) => s.clone(), other => other.to_string() };
+                let key = match k {
+                    F::Str(s) => s.clone(),
+                    other => other.to_string(),
+                };
                 o.insert(key, field_to_json(v));
             }
             J::Object(o)
@@ -114,11 +126,21 @@ fn field_to_json(f: &parquet::record::Field) -> serde_json::Value {
 }
 
 fn row_to_json(row: &parquet::record::Row) -> serde_json::Value {
-    serde_json::Value::Object(row.get_column_iter().map(|(k, v)| (k.clone(), field_to_json(v))).collect())
+    serde_json::Value::Object(
+        row.get_column_iter()
+            .map(|(k, v)| (k.clone(), field_to_json(v)))
+            .collect(),
+    )
 }
 
-fn field<'a>(row: &'a serde_json::Value, name: &str, ds: &str, i: usize) -> Result<&'a serde_json::Value> {
-    row.get(name).ok_or_else(|| Error::data(ds, format!("row {i}: missing field {name:?}")))
+fn field<'a>(
+    row: &'a serde_json::Value,
+    name: &str,
+    ds: &str,
+    i: usize,
+) -> Result<&'a serde_json::Value> {
+    row.get(name)
+        .ok_or_else(|| Error::data(ds, format!("row {i}: missing field {name:?}")))
 }
 
 fn str_field(row: &serde_json::Value, name: &str, ds: &str, i: usize) -> Result<String> {
@@ -130,14 +152,19 @@ fn str_field(row: &serde_json::Value, name: &str, ds: &str, i: usize) -> Result<
 
 fn messages(v: &serde_json::Value, ds: &str, i: usize) -> Result<Vec<Message>> {
     let list = match v {
-        serde_json::Value::String(s) => serde_json::from_str(s).map_err(|e| Error::data(ds, format!("row {i}: prompt: {e}")))?,
+        serde_json::Value::String(s) => {
+            serde_json::from_str(s).map_err(|e| Error::data(ds, format!("row {i}: prompt: {e}")))?
+        }
         other => other.clone(),
     };
     serde_json::from_value(list).map_err(|e| Error::data(ds, format!("row {i}: prompt: {e}")))
 }
 
 /// NousResearch/func-calling-eval rows (`prompt`, `tools`, `completion`; §7.1–7.2).
-pub fn fc_samples_from_nous_rows(rows: &[serde_json::Value], order: SchemaOrder) -> Result<Vec<FcSample>> {
+pub fn fc_samples_from_nous_rows(
+    rows: &[serde_json::Value],
+    order: SchemaOrder,
+) -> Result<Vec<FcSample>> {
     rows.iter()
         .enumerate()
         .map(|(i, row)| {
@@ -145,13 +172,17 @@ pub fn fc_samples_from_nous_rows(rows: &[serde_json::Value], order: SchemaOrder)
             let tools: Vec<serde_json::Value> = serde_json::from_str(&tools_s)
                 .map_err(|e| Error::data(NOUS_FC, format!("row {i}: tools: {e}")))?;
             let completion = str_field(row, "completion", NOUS_FC, i)?;
-            let expected = json_loads(&completion).map_err(|e| Error::data(NOUS_FC, format!("row {i}: completion: {e}")))?;
+            let expected = json_loads(&completion)
+                .map_err(|e| Error::data(NOUS_FC, format!("row {i}: completion: {e}")))?;
             let mut msgs = vec![Message::new("system", fc_system_prompt(&tools_s, order))];
             msgs.extend(messages(field(row, "prompt", NOUS_FC, i)?, NOUS_FC, i)?);
             Ok(FcSample {
                 id: i.to_string(),
                 messages: msgs,
-                target: FcTarget::Nous { tools, expected: super::judge::expected_calls(&expected) },
+                target: FcTarget::Nous {
+                    tools,
+                    expected: super::judge::expected_calls(&expected),
+                },
             })
         })
         .collect()
@@ -177,7 +208,9 @@ fn gorilla_to_openapi(v: &serde_json::Value) -> serde_json::Value {
             }
             serde_json::Value::Object(m)
         }
-        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(gorilla_to_openapi).collect()),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(gorilla_to_openapi).collect())
+        }
         o => o.clone(),
     }
 }
@@ -211,18 +244,47 @@ pub fn bfcl_samples(
         .iter()
         .enumerate()
         .map(|(i, q)| {
-            let id = q.get("id").and_then(|x| x.as_str()).unwrap_or("").to_string();
-            let functions = field(q, "function", BFCL, i)?.as_array().cloned().unwrap_or_default();
-            let mut msgs = vec![Message::new("system", fc_system_prompt(&bfcl_tools_string(&functions), order))];
-            for turn in field(q, "question", BFCL, i)?.as_array().into_iter().flatten() {
+            let id = q
+                .get("id")
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .to_string();
+            let functions = field(q, "function", BFCL, i)?
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut msgs = vec![Message::new(
+                "system",
+                fc_system_prompt(&bfcl_tools_string(&functions), order),
+            )];
+            for turn in field(q, "question", BFCL, i)?
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 msgs.extend(messages(turn, BFCL, i)?);
             }
             let ground_truth = match by_id.get(&id) {
-                Some(a) => field(a, "ground_truth", BFCL, i)?.as_array().into_iter().flatten().map(PyValue::from_json).collect(),
-                None if needs_answer => return Err(Error::data(BFCL, format!("no possible answer for {id}"))),
+                Some(a) => field(a, "ground_truth", BFCL, i)?
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(PyValue::from_json)
+                    .collect(),
+                None if needs_answer => {
+                    return Err(Error::data(BFCL, format!("no possible answer for {id}")))
+                }
                 None => Vec::new(),
             };
-            Ok(FcSample { id, messages: msgs, target: FcTarget::Bfcl { category: category.to_string(), functions, ground_truth } })
+            Ok(FcSample {
+                id,
+                messages: msgs,
+                target: FcTarget::Bfcl {
+                    category: category.to_string(),
+                    functions,
+                    ground_truth,
+                },
+            })
         })
         .collect()
 }
@@ -233,7 +295,8 @@ pub fn json_samples_from_nous_rows(rows: &[serde_json::Value]) -> Result<Vec<Jso
         .enumerate()
         .map(|(i, row)| {
             let completion = str_field(row, "completion", NOUS_JSON, i)?;
-            let expected = json_loads(&completion).map_err(|e| Error::data(NOUS_JSON, format!("row {i}: completion: {e}")))?;
+            let expected = json_loads(&completion)
+                .map_err(|e| Error::data(NOUS_JSON, format!("row {i}: completion: {e}")))?;
             Ok(JsonSample {
                 id: i.to_string(),
                 messages: messages(field(row, "prompt", NOUS_JSON, i)?, NOUS_JSON, i)?,
@@ -245,7 +308,10 @@ pub fn json_samples_from_nous_rows(rows: &[serde_json::Value]) -> Result<Vec<Jso
 }
 
 fn schema_prompt(schema: &serde_json::Value) -> Vec<Message> {
-    vec![Message::new("system", json_system_prompt(schema)), Message::new("user", GENERIC_JSON_USER_TURN)]
+    vec![
+        Message::new("system", json_system_prompt(schema)),
+        Message::new("user", GENERIC_JSON_USER_TURN),
+    ]
 }
 
 /// json-mode-eval-from-maskbench rows (`idx`, `schema`, `completion`), SUBSTITUTE prompts.
@@ -255,29 +321,54 @@ pub fn json_samples_from_maskbench(rows: &[serde_json::Value]) -> Result<Vec<Jso
         .map(|(i, row)| {
             let schema = field(row, "schema", MASKBENCH, i)?;
             let schema_v: serde_json::Value = match schema {
-                serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or(serde_json::Value::Null),
+                serde_json::Value::String(s) => {
+                    serde_json::from_str(s).unwrap_or(serde_json::Value::Null)
+                }
                 o => o.clone(),
             };
             let completion = field(row, "completion", MASKBENCH, i)?;
             let expected = match completion {
-                serde_json::Value::String(s) => json_loads(s).map_err(|e| Error::data(MASKBENCH, format!("row {i}: {e}")))?,
+                serde_json::Value::String(s) => {
+                    json_loads(s).map_err(|e| Error::data(MASKBENCH, format!("row {i}: {e}")))?
+                }
                 o => PyValue::from_json(o),
             };
-            let id = row.get("idx").map(|x| x.to_string()).unwrap_or_else(|| i.to_string());
-            Ok(JsonSample { id, messages: schema_prompt(&schema_v), schema: str_field(row, "schema", MASKBENCH, i)?, expected: Some(expected) })
+            let id = row
+                .get("idx")
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| i.to_string());
+            Ok(JsonSample {
+                id,
+                messages: schema_prompt(&schema_v),
+                schema: str_field(row, "schema", MASKBENCH, i)?,
+                expected: Some(expected),
+            })
         })
         .collect()
 }
 
 /// JSONSchemaBench `data-jsonl/<subset>.jsonl` rows (`json_schema` = schema file text).
-pub fn schema_compliance_samples(rows: &[serde_json::Value], subset: &str) -> Result<Vec<JsonSample>> {
+pub fn schema_compliance_samples(
+    rows: &[serde_json::Value],
+    subset: &str,
+) -> Result<Vec<JsonSample>> {
     rows.iter()
         .enumerate()
         .map(|(i, row)| {
             let text = str_field(row, "json_schema", subset, i)?;
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-            let id = row.get("source_path").and_then(|x| x.as_str()).map(String::from).unwrap_or_else(|| i.to_string());
-            Ok(JsonSample { id, messages: schema_prompt(&v), schema: text, expected: None })
+            let v: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+            let id = row
+                .get("source_path")
+                .and_then(|x| x.as_str())
+                .map(String::from)
+                .unwrap_or_else(|| i.to_string());
+            Ok(JsonSample {
+                id,
+                messages: schema_prompt(&v),
+                schema: text,
+                expected: None,
+            })
         })
         .collect()
 }
@@ -286,7 +377,12 @@ pub fn schema_compliance_samples(rows: &[serde_json::Value], subset: &str) -> Re
 pub fn data_dir(arg: Option<&Path>) -> Result<PathBuf> {
     arg.map(Path::to_path_buf)
         .or_else(|| std::env::var_os("HERMES_EVAL_DATA_DIR").map(PathBuf::from))
-        .ok_or_else(|| Error::data("-", "no data directory: pass --data-dir or set HERMES_EVAL_DATA_DIR"))
+        .ok_or_else(|| {
+            Error::data(
+                "-",
+                "no data directory: pass --data-dir or set HERMES_EVAL_DATA_DIR",
+            )
+        })
 }
 
 fn first_data_file(dir: &Path) -> Option<PathBuf> {
@@ -297,13 +393,20 @@ fn first_data_file(dir: &Path) -> Option<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("parquet" | "jsonl" | "json")) {
+            } else if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("parquet" | "jsonl" | "json")
+            ) {
                 found.push(p);
             }
         }
     }
     found.sort();
-    found.iter().find(|p| p.to_string_lossy().contains("train")).or(found.first()).cloned()
+    found
+        .iter()
+        .find(|p| p.to_string_lossy().contains("train"))
+        .or(found.first())
+        .cloned()
 }
 
 /// Resolved BFCL files of one category.
@@ -317,7 +420,11 @@ pub struct BfclFiles {
 
 /// BFCL files in the mirror: `category` defaults to `simple` (v4 `simple_python`), `version` to
 /// the newest present.
-pub fn resolve_bfcl(data_dir: &Path, category: Option<&str>, version: Option<&str>) -> Result<BfclFiles> {
+pub fn resolve_bfcl(
+    data_dir: &Path,
+    category: Option<&str>,
+    version: Option<&str>,
+) -> Result<BfclFiles> {
     let base = data_dir.join("datasets").join(BFCL);
     let cat = category.unwrap_or("simple");
     let versions: Vec<&str> = match version {
@@ -329,18 +436,38 @@ pub fn resolve_bfcl(data_dir: &Path, category: Option<&str>, version: Option<&st
         for c in [cat.to_string(), format!("{cat}_python")] {
             let q = base.join(v).join(format!("BFCL_{tag}_{c}.json"));
             if q.is_file() {
-                let a = base.join(v).join("possible_answer").join(format!("BFCL_{tag}_{c}.json"));
-                return Ok(BfclFiles { version: v.into(), category: c, questions: q, answers: a.is_file().then_some(a) });
+                let a = base
+                    .join(v)
+                    .join("possible_answer")
+                    .join(format!("BFCL_{tag}_{c}.json"));
+                return Ok(BfclFiles {
+                    version: v.into(),
+                    category: c,
+                    questions: q,
+                    answers: a.is_file().then_some(a),
+                });
             }
         }
     }
-    Err(Error::data(BFCL, format!("category {cat:?} not found under {}", base.display())))
+    Err(Error::data(
+        BFCL,
+        format!("category {cat:?} not found under {}", base.display()),
+    ))
 }
 
 /// Load a function-calling dataset from local files already resolved.
-pub fn load_fc_files(dataset: &str, files: &[PathBuf], category: &str, order: SchemaOrder) -> Result<Vec<FcSample>> {
+pub fn load_fc_files(
+    dataset: &str,
+    files: &[PathBuf],
+    category: &str,
+    order: SchemaOrder,
+) -> Result<Vec<FcSample>> {
     if dataset == BFCL {
-        let q = read_rows(files.first().ok_or_else(|| Error::data(BFCL, "no question file"))?)?;
+        let q = read_rows(
+            files
+                .first()
+                .ok_or_else(|| Error::data(BFCL, "no question file"))?,
+        )?;
         let a = files.get(1).map(|p| read_rows(p)).transpose()?;
         bfcl_samples(&q, a.as_deref(), category, order)
     } else {
@@ -368,42 +495,83 @@ pub fn load_fc_dataset(
         return Ok((format!("bfcl_{}_{}", f.version, f.category), s));
     }
     let dir = data_dir.join("datasets").join(dataset);
-    let file = first_data_file(&dir)
-        .ok_or_else(|| Error::data(dataset, format!("no .parquet/.jsonl/.json file under {}", dir.display())))?;
+    let file = first_data_file(&dir).ok_or_else(|| {
+        Error::data(
+            dataset,
+            format!("no .parquet/.jsonl/.json file under {}", dir.display()),
+        )
+    })?;
     let s = load_fc_files(dataset, &[file], "", order)?;
     Ok((dataset.rsplit('/').next().unwrap_or(dataset).to_string(), s))
 }
 
 /// Load a JSON dataset from local files already resolved.
-pub fn load_json_files(dataset: &str, files: &[PathBuf], subset: Option<&str>) -> Result<(JsonEvalKind, Vec<JsonSample>)> {
+pub fn load_json_files(
+    dataset: &str,
+    files: &[PathBuf],
+    subset: Option<&str>,
+) -> Result<(JsonEvalKind, Vec<JsonSample>)> {
     let mut rows = Vec::new();
     for f in files {
         rows.extend(read_rows(f)?);
     }
     if dataset == MASKBENCH || dataset.ends_with("json-mode-eval-from-maskbench") {
-        Ok((JsonEvalKind::MaskbenchSubstitutePrompt, json_samples_from_maskbench(&rows)?))
+        Ok((
+            JsonEvalKind::MaskbenchSubstitutePrompt,
+            json_samples_from_maskbench(&rows)?,
+        ))
     } else if dataset == JSONSCHEMABENCH {
-        Ok((JsonEvalKind::SchemaCompliance, schema_compliance_samples(&rows, subset.unwrap_or(JSONSCHEMABENCH))?))
+        Ok((
+            JsonEvalKind::SchemaCompliance,
+            schema_compliance_samples(&rows, subset.unwrap_or(JSONSCHEMABENCH))?,
+        ))
     } else {
-        Ok((JsonEvalKind::JsonModeEval, json_samples_from_nous_rows(&rows)?))
+        Ok((
+            JsonEvalKind::JsonModeEval,
+            json_samples_from_nous_rows(&rows)?,
+        ))
     }
 }
 
 /// Resolve in the mirror and load. `subset` picks a JSONSchemaBench file (default Github_easy).
-pub fn load_json_dataset(dataset: &str, subset: Option<&str>, data_dir: &Path) -> Result<(String, JsonEvalKind, Vec<JsonSample>)> {
+pub fn load_json_dataset(
+    dataset: &str,
+    subset: Option<&str>,
+    data_dir: &Path,
+) -> Result<(String, JsonEvalKind, Vec<JsonSample>)> {
     let (name, file) = if dataset == JSONSCHEMABENCH {
         let sub = subset.unwrap_or("Github_easy");
-        (format!("schema_compliance_{sub}"), data_dir.join("datasets").join(JSONSCHEMABENCH).join("data-jsonl").join(format!("{sub}.jsonl")))
+        (
+            format!("schema_compliance_{sub}"),
+            data_dir
+                .join("datasets")
+                .join(JSONSCHEMABENCH)
+                .join("data-jsonl")
+                .join(format!("{sub}.jsonl")),
+        )
     } else if dataset == MASKBENCH || dataset.ends_with("json-mode-eval-from-maskbench") {
-        ("json-mode-eval-from-maskbench".to_string(), data_dir.join("datasets").join(MASKBENCH).join("train.jsonl"))
+        (
+            "json-mode-eval-from-maskbench".to_string(),
+            data_dir
+                .join("datasets")
+                .join(MASKBENCH)
+                .join("train.jsonl"),
+        )
     } else {
         let dir = data_dir.join("datasets").join(dataset);
-        let f = first_data_file(&dir)
-            .ok_or_else(|| Error::data(dataset, format!("no .parquet/.jsonl/.json file under {}", dir.display())))?;
+        let f = first_data_file(&dir).ok_or_else(|| {
+            Error::data(
+                dataset,
+                format!("no .parquet/.jsonl/.json file under {}", dir.display()),
+            )
+        })?;
         (dataset.rsplit('/').next().unwrap_or(dataset).to_string(), f)
     };
     if !file.is_file() {
-        return Err(Error::data(dataset, format!("{} not found", file.display())));
+        return Err(Error::data(
+            dataset,
+            format!("{} not found", file.display()),
+        ));
     }
     let (kind, s) = load_json_files(dataset, &[file], subset)?;
     Ok((name, kind, s))

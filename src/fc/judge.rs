@@ -76,7 +76,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(reason: FailureReason, detail: impl Into<String>) -> Self {
-        Failure { reason, detail: detail.into() }
+        Failure {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -84,7 +87,10 @@ impl Failure {
 fn isinstance(value: &PyValue, ty: &str) -> Option<bool> {
     Some(match ty {
         "string" => matches!(value, PyValue::Str(_)),
-        "number" => matches!(value, PyValue::Int(_) | PyValue::Float(_) | PyValue::Bool(_)),
+        "number" => matches!(
+            value,
+            PyValue::Int(_) | PyValue::Float(_) | PyValue::Bool(_)
+        ),
         "integer" => matches!(value, PyValue::Int(_) | PyValue::Bool(_)),
         "boolean" => matches!(value, PyValue::Bool(_)),
         "array" => matches!(value, PyValue::List(_)),
@@ -106,7 +112,12 @@ pub fn validate_call_schema(call: &PyValue, tools: &[serde_json::Value]) -> Resu
     };
     let args = match call.get("arguments") {
         Some(a @ PyValue::Dict(_)) => a,
-        Some(other) => return Err(format!("'arguments' is a {}, not a dict", other.type_name())),
+        Some(other) => {
+            return Err(format!(
+                "'arguments' is a {}, not a dict",
+                other.type_name()
+            ))
+        }
         None => return Err("'arguments' missing".into()),
     };
     let mut found = None;
@@ -123,12 +134,18 @@ pub fn validate_call_schema(call: &PyValue, tools: &[serde_json::Value]) -> Resu
             break;
         }
     }
-    let Some(f) = found else { return Err(format!("no tool named {name:?}")) };
+    let Some(f) = found else {
+        return Err(format!("no tool named {name:?}"));
+    };
     let params = f.get("parameters");
-    let props = params.and_then(|p| p.get("properties")).and_then(|p| p.as_object());
+    let props = params
+        .and_then(|p| p.get("properties"))
+        .and_then(|p| p.as_object());
     if let Some(props) = props {
         for (pname, spec) in props {
-            let Some(value) = args.get(pname) else { continue };
+            let Some(value) = args.get(pname) else {
+                continue;
+            };
             if !value.truthy() {
                 continue;
             }
@@ -136,7 +153,10 @@ pub fn validate_call_schema(call: &PyValue, tools: &[serde_json::Value]) -> Resu
             if ty.and_then(|t| t.as_str()) == Some("string") {
                 if let Some(en) = spec.get("enum").and_then(|e| e.as_array()) {
                     let has_none = en.iter().any(|v| v.is_null());
-                    if !en.is_empty() && !has_none && !en.iter().any(|v| PyValue::from_json(v) == *value) {
+                    if !en.is_empty()
+                        && !has_none
+                        && !en.iter().any(|v| PyValue::from_json(v) == *value)
+                    {
                         return Err(format!("{pname}={} not in enum", py_repr(value)));
                     }
                 }
@@ -145,13 +165,24 @@ pub fn validate_call_schema(call: &PyValue, tools: &[serde_json::Value]) -> Resu
             match isinstance(value, tyname) {
                 Some(true) => {}
                 Some(false) => {
-                    return Err(format!("{pname}={} is not of type {tyname}", py_repr(value)));
+                    return Err(format!(
+                        "{pname}={} is not of type {tyname}",
+                        py_repr(value)
+                    ));
                 }
-                None => return Err(format!("{pname}: unsupported type {}", ty.cloned().unwrap_or_default())),
+                None => {
+                    return Err(format!(
+                        "{pname}: unsupported type {}",
+                        ty.cloned().unwrap_or_default()
+                    ))
+                }
             }
         }
     }
-    if let Some(req) = params.and_then(|p| p.get("required")).and_then(|r| r.as_array()) {
+    if let Some(req) = params
+        .and_then(|p| p.get("required"))
+        .and_then(|r| r.as_array())
+    {
         for r in req {
             let r = r.as_str().unwrap_or("");
             if args.get(r).is_none() {
@@ -164,12 +195,20 @@ pub fn validate_call_schema(call: &PyValue, tools: &[serde_json::Value]) -> Resu
 
 /// §7.6 rules 2–3 on parsed calls (rule 1 — at least one parsed call — is checked by the caller).
 /// Returns every failure in the order the reference script logs them.
-pub fn judge_nous_calls(parsed: &[PyValue], expected: &[PyValue], tools: &[serde_json::Value]) -> Vec<Failure> {
+pub fn judge_nous_calls(
+    parsed: &[PyValue],
+    expected: &[PyValue],
+    tools: &[serde_json::Value],
+) -> Vec<Failure> {
     let mut fails = Vec::new();
     if parsed.len() != expected.len() {
         fails.push(Failure::new(
             FailureReason::WrongCount,
-            format!("{} calls generated, {} expected", parsed.len(), expected.len()),
+            format!(
+                "{} calls generated, {} expected",
+                parsed.len(),
+                expected.len()
+            ),
         ));
     }
     for e in expected {
@@ -189,17 +228,19 @@ pub fn judge_nous_calls(parsed: &[PyValue], expected: &[PyValue], tools: &[serde
                 for (k, ev) in eargs {
                     let key = k.as_str().unwrap_or("");
                     match gargs.get(key) {
-                        None => {
-                            if *ev != PyValue::None {
-                                fails.push(Failure::new(
-                                    FailureReason::MissingArgument,
-                                    format!("{}: argument {key:?} missing", py_repr(&ename)),
-                                ));
-                            }
-                        }
+                        // a missing key reads as None, which equals an expected None
+                        None if *ev != PyValue::None => fails.push(Failure::new(
+                            FailureReason::MissingArgument,
+                            format!("{}: argument {key:?} missing", py_repr(&ename)),
+                        )),
                         Some(gv) if gv != ev => fails.push(Failure::new(
                             FailureReason::WrongValue,
-                            format!("{}: {key}={} expected {}", py_repr(&ename), py_repr(gv), py_repr(ev)),
+                            format!(
+                                "{}: {key}={} expected {}",
+                                py_repr(&ename),
+                                py_repr(gv),
+                                py_repr(ev)
+                            ),
                         )),
                         _ => {}
                     }
@@ -208,7 +249,10 @@ pub fn judge_nous_calls(parsed: &[PyValue], expected: &[PyValue], tools: &[serde
             }
         }
         if !matched && !schema_failed {
-            fails.push(Failure::new(FailureReason::WrongName, format!("no call named {}", py_repr(&ename))));
+            fails.push(Failure::new(
+                FailureReason::WrongName,
+                format!("no call named {}", py_repr(&ename)),
+            ));
         }
     }
     fails
@@ -252,7 +296,10 @@ pub fn validate_json_schema(instance: &PyValue, schema: &serde_json::Value) -> R
 /// §8 step 3: `validate_json_completion(model, expected)`.
 pub fn json_exact_match(model: &PyValue, expected: &PyValue) -> Result<(), Failure> {
     let (Some(m), Some(e)) = (model.as_dict(), expected.as_dict()) else {
-        return Err(Failure::new(FailureReason::NotAnObject, format!("output is a {}", model.type_name())));
+        return Err(Failure::new(
+            FailureReason::NotAnObject,
+            format!("output is a {}", model.type_name()),
+        ));
     };
     let same_keys = m.len() == e.len() && m.iter().all(|(k, _)| e.iter().any(|(k2, _)| k == k2));
     if !same_keys {

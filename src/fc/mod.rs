@@ -14,4 +14,6 @@ pub use data::{FcSample, FcTarget, JsonEvalKind, JsonSample};
 pub use judge::{Failure, FailureReason};
 pub use parse::ParserMode;
 pub use prompt::SchemaOrder;
-pub use run::{run_fc, run_json, score_fc, score_json, FcArgs, FcOptions, FcReport, JsonArgs, SampleRecord};
+pub use run::{
+    run_fc, run_json, score_fc, score_json, FcArgs, FcOptions, FcReport, JsonArgs, SampleRecord,
+};

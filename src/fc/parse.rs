@@ -32,10 +32,13 @@ pub fn extract_assistant(decoded: &str, eos_token: Option<&str>) -> Result<Strin
     let assistant_at = |i: usize| -> Option<usize> {
         let r = text[i..].strip_prefix('>')?;
         let t = r.trim_start_matches(|c: char| py_isspace(c));
-        t.strip_prefix("assistant").map(|rest| text.len() - rest.len())
+        t.strip_prefix("assistant")
+            .map(|rest| text.len() - rest.len())
     };
     let forbidden_at = |k: usize| -> bool {
-        text[k..].starts_with("<\\") || text[k..].starts_with("im_start\\") || assistant_at(k).is_some()
+        text[k..].starts_with("<\\")
+            || text[k..].starts_with("im_start\\")
+            || assistant_at(k).is_some()
     };
     let positions: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
     for (pi, &i) in positions.iter().enumerate() {
@@ -44,7 +47,10 @@ pub fn extract_assistant(decoded: &str, eos_token: Option<&str>) -> Result<Strin
         }
         if let Some(j) = assistant_at(i) {
             // The group may not contain a position where a forbidden pattern starts.
-            let ok = positions[pi..].iter().filter(|&&k| k >= j).all(|&k| !forbidden_at(k));
+            let ok = positions[pi..]
+                .iter()
+                .filter(|&&k| k >= j)
+                .all(|&k| !forbidden_at(k));
             if ok {
                 let mut msg = py_strip(&text[j..]).to_string();
                 if let Some(eos) = eos_token.filter(|e| !e.is_empty()) {
@@ -117,7 +123,9 @@ impl ParseOutcome {
         self.error.is_none() && !self.calls.is_empty()
     }
     pub fn lenient(&self) -> bool {
-        self.calls.iter().any(|c| c.parsed_by == ParsedBy::PythonLiteral)
+        self.calls
+            .iter()
+            .any(|c| c.parsed_by == ParsedBy::PythonLiteral)
     }
     pub fn values(&self) -> Vec<PyValue> {
         self.calls.iter().map(|c| c.value.clone()).collect()
@@ -127,16 +135,26 @@ impl ParseOutcome {
 fn parse_body(text: &str, allow_literal: bool, out: &mut ParseOutcome) {
     out.blocks += 1;
     match json_loads(text) {
-        Ok(v) => out.calls.push(ParsedCall { value: v, parsed_by: ParsedBy::Json }),
+        Ok(v) => out.calls.push(ParsedCall {
+            value: v,
+            parsed_by: ParsedBy::Json,
+        }),
         Err(je) if allow_literal => match literal_eval(text) {
-            Ok(v) => out.calls.push(ParsedCall { value: v, parsed_by: ParsedBy::PythonLiteral }),
+            Ok(v) => out.calls.push(ParsedCall {
+                value: v,
+                parsed_by: ParsedBy::PythonLiteral,
+            }),
             Err(le) => out.skipped.push(SkippedCall {
                 text: text.to_string(),
                 json_error: je,
                 literal_error: Some(le),
             }),
         },
-        Err(je) => out.skipped.push(SkippedCall { text: text.to_string(), json_error: je, literal_error: None }),
+        Err(je) => out.skipped.push(SkippedCall {
+            text: text.to_string(),
+            json_error: je,
+            literal_error: None,
+        }),
     }
 }
 
@@ -165,7 +183,9 @@ pub fn parse_tool_calls(msg: &str, mode: ParserMode) -> ParseOutcome {
             let mut rest = msg;
             while let Some(s) = rest.find("<tool_call>") {
                 let body = &rest[s + "<tool_call>".len()..];
-                let Some(e) = body.find("</tool_call>") else { break };
+                let Some(e) = body.find("</tool_call>") else {
+                    break;
+                };
                 parse_body(&body[..e], false, &mut out);
                 rest = &body[e + "</tool_call>".len()..];
             }
@@ -181,10 +201,19 @@ mod tests {
     #[test]
     fn extraction() {
         let d = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n hi there <|im_end|>";
-        assert_eq!(extract_assistant(d, Some("<|im_end|>")).unwrap(), "hi there ");
-        assert_eq!(extract_assistant("no marker", None), Err(ExtractError::NoMatch));
+        assert_eq!(
+            extract_assistant(d, Some("<|im_end|>")).unwrap(),
+            "hi there "
+        );
+        assert_eq!(
+            extract_assistant("no marker", None),
+            Err(ExtractError::NoMatch)
+        );
         let bad = "<|im_start|>assistant\nC:<\\path";
-        assert_eq!(extract_assistant(bad, None), Err(ExtractError::GrouplessMatch));
+        assert_eq!(
+            extract_assistant(bad, None),
+            Err(ExtractError::GrouplessMatch)
+        );
         // the last `>assistant` wins
         let two = "<|im_start|>assistant\na<|im_end|><|im_start|>assistant\nb";
         assert_eq!(extract_assistant(two, None).unwrap(), "b");

@@ -57,7 +57,8 @@ pub fn py_eq(a: &PyValue, b: &PyValue) -> bool {
         }
         (Dict(x), Dict(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| py_eq(k, k2) && py_eq(v, v2)))
+                && x.iter()
+                    .all(|(k, v)| y.iter().any(|(k2, v2)| py_eq(k, k2) && py_eq(v, v2)))
         }
         (Int(x), Int(y)) => x == y,
         (Bool(x), Bool(y)) => x == y,
@@ -112,7 +113,11 @@ impl PyValue {
     }
     /// `d.get(key)` for a str key (Python dict lookup; last equal key wins like a real dict).
     pub fn get(&self, key: &str) -> Option<&PyValue> {
-        self.as_dict()?.iter().rev().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_dict()?
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
     /// From a JSON value (serde_json keeps object order with `preserve_order`).
     pub fn from_json(v: &serde_json::Value) -> PyValue {
@@ -132,7 +137,9 @@ impl PyValue {
             J::String(s) => PyValue::Str(s.clone()),
             J::Array(a) => PyValue::List(a.iter().map(PyValue::from_json).collect()),
             J::Object(o) => PyValue::Dict(
-                o.iter().map(|(k, v)| (PyValue::Str(k.clone()), PyValue::from_json(v))).collect(),
+                o.iter()
+                    .map(|(k, v)| (PyValue::Str(k.clone()), PyValue::from_json(v)))
+                    .collect(),
             ),
         }
     }
@@ -156,7 +163,9 @@ impl PyValue {
                 .map(J::Number)
                 .unwrap_or_else(|| J::String(py_float_repr(*f))),
             PyValue::Str(s) => J::String(s.clone()),
-            PyValue::List(v) | PyValue::Tuple(v) => J::Array(v.iter().map(|x| x.to_json()).collect()),
+            PyValue::List(v) | PyValue::Tuple(v) => {
+                J::Array(v.iter().map(|x| x.to_json()).collect())
+            }
             PyValue::Dict(d) => {
                 let mut m = serde_json::Map::new();
                 for (k, v) in d {
@@ -176,7 +185,9 @@ impl PyValue {
             PyValue::Tuple(_) => true,
             PyValue::Float(f) => !f.is_finite(),
             PyValue::List(v) => v.iter().any(|x| x.has_non_json()),
-            PyValue::Dict(d) => d.iter().any(|(k, v)| k.as_str().is_none() || v.has_non_json()),
+            PyValue::Dict(d) => d
+                .iter()
+                .any(|(k, v)| k.as_str().is_none() || v.has_non_json()),
             _ => false,
         }
     }
@@ -200,8 +211,16 @@ pub fn py_float_repr(f: f64) -> String {
     let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
     let sign = if neg { "-" } else { "" };
     if !(-4..16).contains(&exp) {
-        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
-        let es = if exp < 0 { format!("-{:02}", -exp) } else { format!("+{:02}", exp) };
+        let m = if digits.len() > 1 {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        } else {
+            digits
+        };
+        let es = if exp < 0 {
+            format!("-{:02}", -exp)
+        } else {
+            format!("+{:02}", exp)
+        };
         format!("{sign}{m}e{es}")
     } else if exp < 0 {
         format!("{sign}0.{}{}", "0".repeat((-exp - 1) as usize), digits)
@@ -217,7 +236,11 @@ pub fn py_float_repr(f: f64) -> String {
 
 /// Python `repr(str)`.
 pub fn py_str_repr(s: &str) -> String {
-    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(q);
     for c in s.chars() {
@@ -230,7 +253,9 @@ pub fn py_str_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if (0x80..0xa0).contains(&(c as u32)) || c == '\u{ad}' => {
                 out.push_str(&format!("\\x{:02x}", c as u32))
             }
@@ -254,7 +279,10 @@ pub fn py_repr(v: &PyValue) -> String {
         PyValue::Tuple(x) => format!("({})", x.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
         PyValue::Dict(d) => format!(
             "{{{}}}",
-            d.iter().map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v))).collect::<Vec<_>>().join(", ")
+            d.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(k), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -302,7 +330,9 @@ fn dumps_into(v: &PyValue, out: &mut String, ascii: bool) {
         PyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         PyValue::Int(i) => out.push_str(&i.to_string()),
         PyValue::Float(f) if f.is_nan() => out.push_str("NaN"),
-        PyValue::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" }),
+        PyValue::Float(f) if f.is_infinite() => {
+            out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" })
+        }
         PyValue::Float(f) => out.push_str(&py_float_repr(*f)),
         PyValue::Str(s) => json_str(s, out, ascii),
         PyValue::List(x) | PyValue::Tuple(x) => {
@@ -349,13 +379,20 @@ struct P<'a> {
 
 impl<'a> P<'a> {
     fn new(src: &'a str) -> Self {
-        P { s: src.as_bytes(), src, i: 0 }
+        P {
+            s: src.as_bytes(),
+            src,
+            i: 0,
+        }
     }
     fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
     }
     fn err<T>(&self, msg: &str) -> Result<T, String> {
-        Err(format!("{msg} at char {}", self.src[..self.i.min(self.src.len())].chars().count()))
+        Err(format!(
+            "{msg} at char {}",
+            self.src[..self.i.min(self.src.len())].chars().count()
+        ))
     }
     fn starts(&self, lit: &str) -> bool {
         self.s[self.i..].starts_with(lit.as_bytes())
@@ -506,9 +543,13 @@ fn json_number(p: &mut P) -> Result<PyValue, String> {
     }
     let t = &p.src[start..p.i];
     if is_float {
-        t.parse::<f64>().map(PyValue::Float).map_err(|e| e.to_string())
+        t.parse::<f64>()
+            .map(PyValue::Float)
+            .map_err(|e| e.to_string())
     } else {
-        t.parse::<i128>().map(PyValue::Int).map_err(|_| format!("integer out of range: {t}"))
+        t.parse::<i128>()
+            .map(PyValue::Int)
+            .map_err(|_| format!("integer out of range: {t}"))
     }
 }
 
@@ -533,7 +574,9 @@ fn json_string(p: &mut P) -> Result<String, String> {
                 return Ok(out);
             }
             '\\' => {
-                let Some(e) = p.peek_at(1) else { return p.err("Unterminated string") };
+                let Some(e) = p.peek_at(1) else {
+                    return p.err("Unterminated string");
+                };
                 p.i += 2;
                 match e {
                     b'"' => out.push('"'),
@@ -545,10 +588,14 @@ fn json_string(p: &mut P) -> Result<String, String> {
                     b'r' => out.push('\r'),
                     b't' => out.push('\t'),
                     b'u' => {
-                        let Some(u) = hex4(p, p.i) else { return p.err("Invalid \\uXXXX escape") };
+                        let Some(u) = hex4(p, p.i) else {
+                            return p.err("Invalid \\uXXXX escape");
+                        };
                         p.i += 4;
                         if (0xd800..0xdc00).contains(&u) && p.starts("\\u") {
-                            if let Some(lo) = hex4(p, p.i + 2).filter(|l| (0xdc00..0xe000).contains(l)) {
+                            if let Some(lo) =
+                                hex4(p, p.i + 2).filter(|l| (0xdc00..0xe000).contains(l))
+                            {
                                 p.i += 6;
                                 let cp = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
                                 out.push(char::from_u32(cp).unwrap_or('\u{fffd}'));
@@ -628,7 +675,9 @@ fn lit_value(p: &mut P, depth: usize) -> Result<PyValue, String> {
         return p.err("too deeply nested");
     }
     lit_ws(p, depth);
-    let Some(c) = p.peek() else { return p.err("unexpected EOF") };
+    let Some(c) = p.peek() else {
+        return p.err("unexpected EOF");
+    };
     match c {
         b'[' => {
             p.i += 1;
@@ -757,19 +806,27 @@ fn lit_number(p: &mut P) -> Result<PyValue, String> {
     }
     for (pre, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] {
         if let Some(d) = lower.strip_prefix(pre) {
-            return i128::from_str_radix(d, radix).map(PyValue::Int).map_err(|e| e.to_string());
+            return i128::from_str_radix(d, radix)
+                .map(PyValue::Int)
+                .map_err(|e| e.to_string());
         }
     }
     if lower.contains(['.', 'e']) {
         if lower == "." {
             return p.err("invalid syntax");
         }
-        return lower.parse::<f64>().map(PyValue::Float).map_err(|e| format!("{e}: {raw}"));
+        return lower
+            .parse::<f64>()
+            .map(PyValue::Float)
+            .map_err(|e| format!("{e}: {raw}"));
     }
     if lower.len() > 1 && lower.starts_with('0') && lower.bytes().any(|b| b != b'0') {
         return p.err("leading zeros in decimal integer literals are not permitted");
     }
-    lower.parse::<i128>().map(PyValue::Int).map_err(|e| format!("{e}: {raw}"))
+    lower
+        .parse::<i128>()
+        .map(PyValue::Int)
+        .map_err(|e| format!("{e}: {raw}"))
 }
 
 /// One or more adjacent string literals (implicit concatenation).
@@ -891,10 +948,16 @@ mod tests {
         let b = json_loads(r#"{"b": [1.0, 2, 1], "a": true}"#).unwrap();
         assert_eq!(a, b);
         assert_ne!(json_loads("[1, 2]").unwrap(), json_loads("[2, 1]").unwrap());
-        assert_ne!(literal_eval("(1, 2)").unwrap(), json_loads("[1, 2]").unwrap());
+        assert_ne!(
+            literal_eval("(1, 2)").unwrap(),
+            json_loads("[1, 2]").unwrap()
+        );
         assert_ne!(json_loads("NaN").unwrap(), json_loads("NaN").unwrap());
         assert_ne!(json_loads(r#""1""#).unwrap(), json_loads("1").unwrap());
-        assert_eq!(json_loads(r#"{"a": 1, "a": 2}"#).unwrap(), json_loads(r#"{"a": 2}"#).unwrap());
+        assert_eq!(
+            json_loads(r#"{"a": 1, "a": 2}"#).unwrap(),
+            json_loads(r#"{"a": 2}"#).unwrap()
+        );
     }
 
     #[test]
@@ -904,13 +967,18 @@ mod tests {
         assert!(json_loads("\"a\nb\"").is_err());
         assert!(json_loads("01").is_err());
         assert!(json_loads(" {\"a\": -Infinity} \n").is_ok());
-        assert_eq!(json_loads(r#""\ud83d\ude00""#).unwrap(), PyValue::Str("😀".into()));
+        assert_eq!(
+            json_loads(r#""\ud83d\ude00""#).unwrap(),
+            PyValue::Str("😀".into())
+        );
     }
 
     #[test]
     fn literal_eval_rules() {
-        let v = literal_eval("{'name': 'f', 'arguments': {'x': True, 'y': None, 'z': (1,), 's': \"it's\"}}")
-            .unwrap();
+        let v = literal_eval(
+            "{'name': 'f', 'arguments': {'x': True, 'y': None, 'z': (1,), 's': \"it's\"}}",
+        )
+        .unwrap();
         assert_eq!(v.get("name").unwrap().as_str(), Some("f"));
         let args = v.get("arguments").unwrap();
         assert_eq!(args.get("x"), Some(&PyValue::Bool(true)));
@@ -919,7 +987,10 @@ mod tests {
         assert_eq!(args.get("s").unwrap().as_str(), Some("it's"));
         assert_eq!(literal_eval("'a' 'b'").unwrap(), PyValue::Str("ab".into()));
         assert_eq!(literal_eval("-1_000").unwrap(), PyValue::Int(-1000));
-        assert_eq!(literal_eval("[1,\n 2,]").unwrap(), json_loads("[1, 2]").unwrap());
+        assert_eq!(
+            literal_eval("[1,\n 2,]").unwrap(),
+            json_loads("[1, 2]").unwrap()
+        );
         assert!(literal_eval("{1, 2}").is_err());
         assert!(literal_eval("foo(1)").is_err());
         assert!(literal_eval("1\n2").is_err());
@@ -927,8 +998,14 @@ mod tests {
 
     #[test]
     fn repr_and_dumps() {
-        let v = json_loads(r#"{"a": "it's", "b": [1.0, 1e16, 1e-05, 0.0001, null, false], "c": "é\n"}"#).unwrap();
-        assert_eq!(py_repr(&v), r#"{'a': "it's", 'b': [1.0, 1e+16, 1e-05, 0.0001, None, False], 'c': 'é\n'}"#);
+        let v = json_loads(
+            r#"{"a": "it's", "b": [1.0, 1e16, 1e-05, 0.0001, null, false], "c": "é\n"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            py_repr(&v),
+            r#"{'a': "it's", 'b': [1.0, 1e+16, 1e-05, 0.0001, None, False], 'c': 'é\n'}"#
+        );
         assert_eq!(
             py_json_dumps(&v),
             r#"{"a": "it's", "b": [1.0, 1e+16, 1e-05, 0.0001, null, false], "c": "\u00e9\n"}"#

@@ -6,7 +6,9 @@
 use super::bfcl;
 use super::data::{FcSample, FcTarget, JsonEvalKind, JsonSample};
 use super::judge::{self, Failure, FailureReason};
-use super::parse::{extract_assistant, parse_tool_calls, ExtractError, ParseError, ParseOutcome, ParserMode};
+use super::parse::{
+    extract_assistant, parse_tool_calls, ExtractError, ParseError, ParseOutcome, ParserMode,
+};
 use super::prompt::SchemaOrder;
 use super::pyeq::{json_loads, literal_eval, PyValue};
 use crate::chat::ChatTemplate;
@@ -27,7 +29,12 @@ pub struct FcOptions {
 
 impl Default for FcOptions {
     fn default() -> Self {
-        FcOptions { batch_size: 8, max_new_tokens: 512, parser: ParserMode::Xml, schema_order: SchemaOrder::V1 }
+        FcOptions {
+            batch_size: 8,
+            max_new_tokens: 512,
+            parser: ParserMode::Xml,
+            schema_order: SchemaOrder::V1,
+        }
     }
 }
 
@@ -74,7 +81,13 @@ pub struct FcReport {
 }
 
 impl FcReport {
-    fn build(task: &str, metric: &str, records: Vec<SampleRecord>, chat: &ChatTemplate, opts: &FcOptions) -> Self {
+    fn build(
+        task: &str,
+        metric: &str,
+        records: Vec<SampleRecord>,
+        chat: &ChatTemplate,
+        opts: &FcOptions,
+    ) -> Self {
         let n = records.len();
         let passed = records.iter().filter(|r| r.passed).count();
         let mut failure_reasons = BTreeMap::new();
@@ -89,9 +102,18 @@ impl FcReport {
             metric: metric.to_string(),
             n,
             passed,
-            pass_rate: if n == 0 { 0.0 } else { passed as f64 / n as f64 },
+            pass_rate: if n == 0 {
+                0.0
+            } else {
+                passed as f64 / n as f64
+            },
             lenient: records.iter().filter(|r| r.lenient).count(),
-            schema_valid: (sv > 0).then(|| records.iter().filter(|r| r.schema_valid == Some(true)).count()),
+            schema_valid: (sv > 0).then(|| {
+                records
+                    .iter()
+                    .filter(|r| r.schema_valid == Some(true))
+                    .count()
+            }),
             failure_reasons,
             chat_template_sha256: chat.sha256(),
             options: opts.clone(),
@@ -123,7 +145,10 @@ impl FcReport {
             self.passed,
             100.0 * self.pass_rate
         );
-        s.push_str(&format!("\nlenient (Python-literal) parses: {}\n", self.lenient));
+        s.push_str(&format!(
+            "\nlenient (Python-literal) parses: {}\n",
+            self.lenient
+        ));
         if let Some(v) = self.schema_valid {
             s.push_str(&format!("schema-valid outputs: {v}/{}\n", self.n));
         }
@@ -140,9 +165,18 @@ impl FcReport {
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let files = [
-            (dir.join(format!("samples_{}.jsonl", self.task)), self.samples_jsonl()),
-            (dir.join(format!("summary_{}.json", self.task)), serde_json::to_string_pretty(&self.summary_json())?),
-            (dir.join(format!("summary_{}.md", self.task)), self.summary_markdown()),
+            (
+                dir.join(format!("samples_{}.jsonl", self.task)),
+                self.samples_jsonl(),
+            ),
+            (
+                dir.join(format!("summary_{}.json", self.task)),
+                serde_json::to_string_pretty(&self.summary_json())?,
+            ),
+            (
+                dir.join(format!("summary_{}.md", self.task)),
+                self.summary_markdown(),
+            ),
         ];
         let mut out = Vec::new();
         for (p, text) in files {
@@ -155,15 +189,29 @@ impl FcReport {
 
 fn parse_failure(out: &ParseOutcome) -> Option<Failure> {
     match &out.error {
-        Some(ParseError::MalformedXml(e)) => return Some(Failure::new(FailureReason::MalformedXml, e.clone())),
-        Some(ParseError::EmptyToolCall) => return Some(Failure::new(FailureReason::EmptyToolCall, "empty <tool_call>")),
+        Some(ParseError::MalformedXml(e)) => {
+            return Some(Failure::new(FailureReason::MalformedXml, e.clone()))
+        }
+        Some(ParseError::EmptyToolCall) => {
+            return Some(Failure::new(
+                FailureReason::EmptyToolCall,
+                "empty <tool_call>",
+            ))
+        }
         None => {}
     }
     if out.calls.is_empty() {
         if out.blocks == 0 {
-            return Some(Failure::new(FailureReason::NoToolCall, "no <tool_call> block"));
+            return Some(Failure::new(
+                FailureReason::NoToolCall,
+                "no <tool_call> block",
+            ));
         }
-        let detail = out.skipped.first().map(|s| s.json_error.clone()).unwrap_or_default();
+        let detail = out
+            .skipped
+            .first()
+            .map(|s| s.json_error.clone())
+            .unwrap_or_default();
         return Some(Failure::new(FailureReason::MalformedJson, detail));
     }
     None
@@ -174,14 +222,22 @@ fn extract_failure(e: ExtractError) -> Failure {
         FailureReason::NoAssistantMessage,
         match e {
             ExtractError::NoMatch => "no '>assistant' marker in the decoded text",
-            ExtractError::GrouplessMatch => "extraction regex matched a group-less alternative ('<\\' or 'im_start\\')",
+            ExtractError::GrouplessMatch => {
+                "extraction regex matched a group-less alternative ('<\\' or 'im_start\\')"
+            }
         },
     )
 }
 
 /// Judge one function-calling sample from the decoded text (prompt + completion, special tokens
 /// kept), as the reference does.
-pub fn score_fc(sample: &FcSample, prompt: &str, completion: &str, eos_token: Option<&str>, parser: ParserMode) -> SampleRecord {
+pub fn score_fc(
+    sample: &FcSample,
+    prompt: &str,
+    completion: &str,
+    eos_token: Option<&str>,
+    parser: ParserMode,
+) -> SampleRecord {
     let mut rec = SampleRecord {
         id: sample.id.clone(),
         prompt: prompt.to_string(),
@@ -219,10 +275,16 @@ pub fn score_fc(sample: &FcSample, prompt: &str, completion: &str, eos_token: Op
             Some(f) => vec![f],
             None => judge::judge_nous_calls(&rec.parsed, expected, tools),
         },
-        FcTarget::Bfcl { category, functions, ground_truth } => {
+        FcTarget::Bfcl {
+            category,
+            functions,
+            ground_truth,
+        } => {
             let kind = bfcl::checker_kind(category);
             let pf = parse_failure(&out);
-            let no_call = pf.as_ref().is_some_and(|f| f.reason == FailureReason::NoToolCall);
+            let no_call = pf
+                .as_ref()
+                .is_some_and(|f| f.reason == FailureReason::NoToolCall);
             match (kind, pf) {
                 // irrelevance: any undecodable output counts as "no call" (gorilla: decode error = pass)
                 (bfcl::CheckerKind::Irrelevance, Some(_)) => vec![],
@@ -233,7 +295,10 @@ pub fn score_fc(sample: &FcSample, prompt: &str, completion: &str, eos_token: Op
                 (_, Some(f)) => vec![f],
                 (_, None) => match bfcl::to_calls(&rec.parsed) {
                     Err(f) => vec![f],
-                    Ok(calls) => bfcl::judge_bfcl(category, functions, &calls, ground_truth).err().into_iter().collect(),
+                    Ok(calls) => bfcl::judge_bfcl(category, functions, &calls, ground_truth)
+                        .err()
+                        .into_iter()
+                        .collect(),
                 },
             }
         }
@@ -245,7 +310,12 @@ pub fn score_fc(sample: &FcSample, prompt: &str, completion: &str, eos_token: Op
 }
 
 /// Judge one JSON-mode sample from the decoded text (§8).
-pub fn score_json(sample: &JsonSample, prompt: &str, completion: &str, eos_token: Option<&str>) -> SampleRecord {
+pub fn score_json(
+    sample: &JsonSample,
+    prompt: &str,
+    completion: &str,
+    eos_token: Option<&str>,
+) -> SampleRecord {
     let mut rec = SampleRecord {
         id: sample.id.clone(),
         prompt: prompt.to_string(),
@@ -287,7 +357,10 @@ pub fn score_json(sample: &JsonSample, prompt: &str, completion: &str, eos_token
     let schema: serde_json::Value = match serde_json::from_str(&sample.schema) {
         Ok(s) => s,
         Err(e) => {
-            fail(&mut rec, Failure::new(FailureReason::InvalidSchema, e.to_string()));
+            fail(
+                &mut rec,
+                Failure::new(FailureReason::InvalidSchema, e.to_string()),
+            );
             return rec;
         }
     };
@@ -300,7 +373,10 @@ pub fn score_json(sample: &JsonSample, prompt: &str, completion: &str, eos_token
         None => rec.passed = true, // schema compliance
         Some(exp) => {
             if matches!(value, PyValue::List(_)) {
-                fail(&mut rec, Failure::new(FailureReason::NotAnObject, "output is a list"));
+                fail(
+                    &mut rec,
+                    Failure::new(FailureReason::NotAnObject, "output is a list"),
+                );
                 return rec;
             }
             match judge::json_exact_match(&value, exp) {
@@ -329,7 +405,11 @@ fn generate_all(
             }
         }
     }
-    let gen = GenOptions { max_new_tokens: opts.max_new_tokens, stop_tokens, stop_strings: Vec::new() };
+    let gen = GenOptions {
+        max_new_tokens: opts.max_new_tokens,
+        stop_tokens,
+        stop_strings: Vec::new(),
+    };
     let mut out = Vec::with_capacity(convs.len());
     progress(0, convs.len());
     for chunk in convs.chunks(opts.batch_size.max(1)) {
@@ -337,24 +417,38 @@ fn generate_all(
         let mut ids = Vec::new();
         for m in chunk {
             let text = chat.render(m, None, true)?;
-            let enc = tok.encode(text.as_str(), false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let enc = tok
+                .encode(text.as_str(), false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
             ids.push(enc.get_ids().to_vec());
             texts.push(text);
         }
         let gens = model.generate(&ids, &gen)?;
         if gens.len() != ids.len() {
-            return Err(Error::model(format!("generate returned {} outputs for {} prompts", gens.len(), ids.len())));
+            return Err(Error::model(format!(
+                "generate returned {} outputs for {} prompts",
+                gens.len(),
+                ids.len()
+            )));
         }
         for ((p_ids, g), text) in ids.iter().zip(gens).zip(texts) {
             // Decode the full sequence with special tokens kept (§7.3) and split it at the
             // decoded prompt so the record keeps prompt and completion apart.
             let mut all = p_ids.clone();
             all.extend_from_slice(&g);
-            let full = tok.decode(&all, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
-            let p_dec = tok.decode(p_ids, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let full = tok
+                .decode(&all, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let p_dec = tok
+                .decode(p_ids, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
             let (p, c) = match full.strip_prefix(p_dec.as_str()) {
                 Some(rest) => (p_dec.clone(), rest.to_string()),
-                None => (text, tok.decode(&g, false).map_err(|e| Error::Tokenizer(e.to_string()))?),
+                None => (
+                    text,
+                    tok.decode(&g, false)
+                        .map_err(|e| Error::Tokenizer(e.to_string()))?,
+                ),
             };
             out.push((p, c));
         }
@@ -383,12 +477,19 @@ pub fn run_fc_named(
     task: &str,
     progress: impl FnMut(usize, usize),
 ) -> Result<FcReport> {
-    let convs: Vec<&[crate::chat::Message]> = samples.iter().map(|s| s.messages.as_slice()).collect();
+    let convs: Vec<&[crate::chat::Message]> =
+        samples.iter().map(|s| s.messages.as_slice()).collect();
     let texts = generate_all(model, chat, &convs, opts, progress)?;
     let eos = Some(chat.eos_token.as_str()).filter(|e| !e.is_empty());
-    let records =
-        samples.iter().zip(&texts).map(|(s, (p, c))| score_fc(s, p, c, eos, opts.parser)).collect();
-    let metric = if samples.iter().any(|s| matches!(s.target, FcTarget::Bfcl { .. })) {
+    let records = samples
+        .iter()
+        .zip(&texts)
+        .map(|(s, (p, c))| score_fc(s, p, c, eos, opts.parser))
+        .collect();
+    let metric = if samples
+        .iter()
+        .any(|s| matches!(s.target, FcTarget::Bfcl { .. }))
+    {
         "bfcl ast accuracy (Hermes prompt)"
     } else {
         "function-calling eval (pass@1)"
@@ -406,16 +507,25 @@ pub fn run_json(
     opts: &FcOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<FcReport> {
-    let convs: Vec<&[crate::chat::Message]> = samples.iter().map(|s| s.messages.as_slice()).collect();
+    let convs: Vec<&[crate::chat::Message]> =
+        samples.iter().map(|s| s.messages.as_slice()).collect();
     let texts = generate_all(model, chat, &convs, opts, progress)?;
     let eos = Some(chat.eos_token.as_str()).filter(|e| !e.is_empty());
-    let records = samples.iter().zip(&texts).map(|(s, (p, c))| score_json(s, p, c, eos)).collect();
+    let records = samples
+        .iter()
+        .zip(&texts)
+        .map(|(s, (p, c))| score_json(s, p, c, eos))
+        .collect();
     let (task, metric) = match kind {
         JsonEvalKind::JsonModeEval => ("json-mode-eval", "json-mode eval (pass@1)"),
-        JsonEvalKind::MaskbenchSubstitutePrompt => {
-            ("json-mode-eval-maskbench-substitute", "json-mode eval (pass@1, SUBSTITUTE prompts)")
-        }
-        JsonEvalKind::SchemaCompliance => ("schema-compliance", "schema compliance (share of valid outputs)"),
+        JsonEvalKind::MaskbenchSubstitutePrompt => (
+            "json-mode-eval-maskbench-substitute",
+            "json-mode eval (pass@1, SUBSTITUTE prompts)",
+        ),
+        JsonEvalKind::SchemaCompliance => (
+            "schema-compliance",
+            "schema compliance (share of valid outputs)",
+        ),
     };
     Ok(FcReport::build(task, metric, records, chat, opts))
 }
@@ -482,12 +592,21 @@ pub struct JsonArgs {
 
 impl FcArgs {
     pub fn options(&self) -> FcOptions {
-        FcOptions { batch_size: self.batch_size, max_new_tokens: self.max_new_tokens, parser: self.parser, schema_order: self.schema_order }
+        FcOptions {
+            batch_size: self.batch_size,
+            max_new_tokens: self.max_new_tokens,
+            parser: self.parser,
+            schema_order: self.schema_order,
+        }
     }
 }
 
 impl JsonArgs {
     pub fn options(&self) -> FcOptions {
-        FcOptions { batch_size: self.batch_size, max_new_tokens: self.max_new_tokens, ..FcOptions::default() }
+        FcOptions {
+            batch_size: self.batch_size,
+            max_new_tokens: self.max_new_tokens,
+            ..FcOptions::default()
+        }
     }
 }

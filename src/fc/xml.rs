@@ -84,7 +84,9 @@ pub fn parse(src: &str) -> Result<Element, String> {
             '<' => {
                 let rest = &src[i..];
                 if let Some(r) = rest.strip_prefix("<!--") {
-                    let Some(end) = r.find("-->") else { return err(src, i, "unclosed token") };
+                    let Some(end) = r.find("-->") else {
+                        return err(src, i, "unclosed token");
+                    };
                     if r[..end].contains("--") {
                         return err(src, i, "not well-formed (invalid token)");
                     }
@@ -95,7 +97,9 @@ pub fn parse(src: &str) -> Result<Element, String> {
                     if stack.is_empty() {
                         return err(src, i, "not well-formed (invalid token)");
                     }
-                    let Some(end) = r.find("]]>") else { return err(src, i, "unclosed CDATA section") };
+                    let Some(end) = r.find("]]>") else {
+                        return err(src, i, "unclosed CDATA section");
+                    };
                     text.push_str(&r[..end]);
                     have_text = true;
                     i += 9 + end + 3;
@@ -105,7 +109,9 @@ pub fn parse(src: &str) -> Result<Element, String> {
                     return err(src, i, "not well-formed (invalid token)");
                 }
                 if let Some(r) = rest.strip_prefix("<?") {
-                    let Some(end) = r.find("?>") else { return err(src, i, "unclosed token") };
+                    let Some(end) = r.find("?>") else {
+                        return err(src, i, "unclosed token");
+                    };
                     let target: String = r.chars().take_while(|c| name_char(*c)).collect();
                     if target.is_empty() || target.eq_ignore_ascii_case("xml") {
                         return err(src, i, "XML or text declaration not at start of entity");
@@ -202,7 +208,11 @@ pub fn parse(src: &str) -> Result<Element, String> {
                     return err(src, i, "junk after document element");
                 }
                 flush(&mut stack, &mut text, &mut have_text);
-                let el = Element { tag: name, text: None, children: Vec::new() };
+                let el = Element {
+                    tag: name,
+                    text: None,
+                    children: Vec::new(),
+                };
                 if self_closing {
                     match stack.last_mut() {
                         Some(parent) => parent.children.push(el),
@@ -230,7 +240,10 @@ pub fn parse(src: &str) -> Result<Element, String> {
                     }
                     return err(src, i, "syntax error");
                 }
-                if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') || c == '\u{fffe}' || c == '\u{ffff}' {
+                if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r')
+                    || c == '\u{fffe}'
+                    || c == '\u{ffff}'
+                {
                     return err(src, i, "not well-formed (invalid token)");
                 }
                 if src[i..].starts_with("]]>") {
@@ -267,7 +280,9 @@ fn check_refs(src: &str, base: usize, val: &str) -> Result<(), String> {
 
 fn entity(src: &str, at: usize) -> Result<(String, usize), String> {
     let rest = &src[at + 1..];
-    let Some(semi) = rest.find(';') else { return err(src, at, "not well-formed (invalid token)") };
+    let Some(semi) = rest.find(';') else {
+        return err(src, at, "not well-formed (invalid token)");
+    };
     let name = &rest[..semi];
     let s = match name {
         "lt" => "<".to_string(),
@@ -275,8 +290,14 @@ fn entity(src: &str, at: usize) -> Result<(String, usize), String> {
         "amp" => "&".to_string(),
         "quot" => "\"".to_string(),
         "apos" => "'".to_string(),
-        n if n.starts_with("#x") && n.len() > 2 && n[2..].bytes().all(|b| b.is_ascii_hexdigit()) => {
-            match u32::from_str_radix(&n[2..], 16).ok().and_then(char::from_u32) {
+        n if n.starts_with("#x")
+            && n.len() > 2
+            && n[2..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            match u32::from_str_radix(&n[2..], 16)
+                .ok()
+                .and_then(char::from_u32)
+            {
                 Some(c) if valid_char(c) => c.to_string(),
                 _ => return err(src, at, "reference to invalid character number"),
             }

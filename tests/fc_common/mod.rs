@@ -10,10 +10,15 @@ pub const SPECIALS: &[&str] = &["<|im_start|>", "<|im_end|>", "<|endoftext|>", "
 
 /// Byte-level BPE with the 256 byte symbols and no merges, plus ChatML special tokens.
 pub fn byte_tokenizer() -> tokenizers::Tokenizer {
-    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet().into_iter().collect();
+    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+        .into_iter()
+        .collect();
     alphabet.sort();
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        alphabet.iter().enumerate().map(|(i, c)| (c.to_string(), serde_json::json!(i))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = alphabet
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.to_string(), serde_json::json!(i)))
+        .collect();
     let added: Vec<serde_json::Value> = SPECIALS
         .iter()
         .enumerate()
@@ -43,7 +48,11 @@ pub struct ScriptedModel {
 
 impl ScriptedModel {
     pub fn new(replies: Vec<String>) -> Self {
-        ScriptedModel { tok: byte_tokenizer(), replies: replies.into(), prompts_seen: Vec::new() }
+        ScriptedModel {
+            tok: byte_tokenizer(),
+            replies: replies.into(),
+            prompts_seen: Vec::new(),
+        }
     }
 }
 
@@ -65,7 +74,12 @@ impl LanguageModel for ScriptedModel {
         for p in prompts {
             self.prompts_seen.push(p.clone());
             let text = self.replies.pop_front().expect("scripted reply");
-            let mut ids = self.tok.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+            let mut ids = self
+                .tok
+                .encode(text.as_str(), false)
+                .unwrap()
+                .get_ids()
+                .to_vec();
             if let Some(pos) = ids.iter().position(|t| opts.stop_tokens.contains(t)) {
                 ids.truncate(pos);
             }
@@ -80,11 +94,15 @@ impl LanguageModel for ScriptedModel {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fc").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fc")
+        .join(name)
 }
 
 /// The hub mirror, if present.
 pub fn hub() -> Option<PathBuf> {
-    let p = std::env::var_os("HERMES_EVAL_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/hub"));
+    let p = std::env::var_os("HERMES_EVAL_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/hub"));
     p.join("datasets").is_dir().then_some(p)
 }
