@@ -360,3 +360,73 @@ fn bfcl_oracle_scores_100_in_every_category() {
         }
     }
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    fc: hermes_eval::fc::FcArgs,
+}
+
+#[derive(clap::Parser)]
+struct JCli {
+    #[command(flatten)]
+    json: hermes_eval::fc::JsonArgs,
+}
+
+#[test]
+fn args_resolve_datasets_in_the_mirror() {
+    use clap::Parser;
+    let Some(hub) = hub() else { return };
+    let d = hub.to_str().unwrap();
+    let cli = Cli::parse_from([
+        "x",
+        "--dataset",
+        data::BFCL,
+        "--data-dir",
+        d,
+        "--limit",
+        "5",
+    ]);
+    let (task, s) = cli.fc.load_samples().unwrap();
+    assert_eq!((task.as_str(), s.len()), ("bfcl_v4_simple_python", 5));
+    let cli = Cli::parse_from([
+        "x",
+        "--dataset",
+        data::BFCL,
+        "--category",
+        "parallel",
+        "--bfcl-version",
+        "v3-release-70b6a4a2",
+        "--data-dir",
+        d,
+    ]);
+    let (task, s) = cli.fc.load_samples().unwrap();
+    assert_eq!(task, "bfcl_v3-release-70b6a4a2_parallel");
+    assert!(!s.is_empty());
+    // the Nous rows are not in the mirror: a clear error, no panic
+    let cli = Cli::parse_from(["x", "--data-dir", d]);
+    assert!(cli
+        .fc
+        .load_samples()
+        .unwrap_err()
+        .to_string()
+        .contains("NousResearch/func-calling-eval"));
+    let j = JCli::parse_from([
+        "x",
+        "--dataset",
+        data::JSONSCHEMABENCH,
+        "--subset",
+        "Github_trivial",
+        "--data-dir",
+        d,
+    ]);
+    let (task, kind, s) = j.json.load_samples().unwrap();
+    assert_eq!(
+        (task.as_str(), kind),
+        (
+            "schema_compliance_Github_trivial",
+            JsonEvalKind::SchemaCompliance
+        )
+    );
+    assert!(s.iter().all(|x| x.expected.is_none()) && !s.is_empty());
+}

@@ -15,5 +15,6 @@ pub use judge::{Failure, FailureReason};
 pub use parse::ParserMode;
 pub use prompt::SchemaOrder;
 pub use run::{
-    run_fc, run_json, score_fc, score_json, FcArgs, FcOptions, FcReport, JsonArgs, SampleRecord,
+    run_fc, run_fc_named, run_json, run_json_named, score_fc, score_json, select_chat_template,
+    FcArgs, FcOptions, FcReport, JsonArgs, SampleRecord,
 };

@@ -507,6 +507,24 @@ pub fn run_json(
     opts: &FcOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<FcReport> {
+    let task = match kind {
+        JsonEvalKind::JsonModeEval => "json-mode-eval",
+        JsonEvalKind::MaskbenchSubstitutePrompt => "json-mode-eval-maskbench-substitute",
+        JsonEvalKind::SchemaCompliance => "schema-compliance",
+    };
+    run_json_named(model, chat, samples, kind, opts, task, progress)
+}
+
+/// [`run_json`] with the task name used in the report and file names.
+pub fn run_json_named(
+    model: &mut dyn LanguageModel,
+    chat: &ChatTemplate,
+    samples: &[JsonSample],
+    kind: JsonEvalKind,
+    opts: &FcOptions,
+    task: &str,
+    progress: impl FnMut(usize, usize),
+) -> Result<FcReport> {
     let convs: Vec<&[crate::chat::Message]> =
         samples.iter().map(|s| s.messages.as_slice()).collect();
     let texts = generate_all(model, chat, &convs, opts, progress)?;
@@ -516,16 +534,10 @@ pub fn run_json(
         .zip(&texts)
         .map(|(s, (p, c))| score_json(s, p, c, eos))
         .collect();
-    let (task, metric) = match kind {
-        JsonEvalKind::JsonModeEval => ("json-mode-eval", "json-mode eval (pass@1)"),
-        JsonEvalKind::MaskbenchSubstitutePrompt => (
-            "json-mode-eval-maskbench-substitute",
-            "json-mode eval (pass@1, SUBSTITUTE prompts)",
-        ),
-        JsonEvalKind::SchemaCompliance => (
-            "schema-compliance",
-            "schema compliance (share of valid outputs)",
-        ),
+    let metric = match kind {
+        JsonEvalKind::JsonModeEval => "json-mode eval (pass@1)",
+        JsonEvalKind::MaskbenchSubstitutePrompt => "json-mode eval (pass@1, SUBSTITUTE prompts)",
+        JsonEvalKind::SchemaCompliance => "schema compliance (share of valid outputs)",
     };
     Ok(FcReport::build(task, metric, records, chat, opts))
 }
@@ -608,5 +620,52 @@ impl JsonArgs {
             max_new_tokens: self.max_new_tokens,
             ..FcOptions::default()
         }
+    }
+}
+
+impl FcArgs {
+    /// Resolve the dataset in the mirror (`--data-dir` / `$HERMES_EVAL_DATA_DIR`), apply
+    /// `--limit`. Returns (task name, samples).
+    pub fn load_samples(&self) -> Result<(String, Vec<FcSample>)> {
+        let dir = super::data::data_dir(self.data_dir.as_deref())?;
+        let (task, mut s) = super::data::load_fc_dataset(
+            &self.dataset,
+            self.category.as_deref(),
+            self.bfcl_version.as_deref(),
+            &dir,
+            self.schema_order,
+        )?;
+        if let Some(n) = self.limit {
+            s.truncate(n);
+        }
+        Ok((task, s))
+    }
+}
+
+impl JsonArgs {
+    /// Resolve the dataset in the mirror, apply `--limit`. Returns (task name, kind, samples).
+    pub fn load_samples(&self) -> Result<(String, JsonEvalKind, Vec<JsonSample>)> {
+        let dir = super::data::data_dir(self.data_dir.as_deref())?;
+        let (task, kind, mut s) =
+            super::data::load_json_dataset(&self.dataset, self.subset.as_deref(), &dir)?;
+        if let Some(n) = self.limit {
+            s.truncate(n);
+        }
+        Ok((task, kind, s))
+    }
+}
+
+/// The chat template to use: the override file if given, else the model's own (from
+/// tokenizer_config.json or GGUF, passed by the caller), else ChatML.
+pub fn select_chat_template(
+    override_file: Option<&Path>,
+    model_template: Option<ChatTemplate>,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<ChatTemplate> {
+    match (override_file, model_template) {
+        (Some(p), _) => ChatTemplate::from_file(p, bos_token, eos_token),
+        (None, Some(t)) => Ok(t),
+        (None, None) => Ok(ChatTemplate::chatml(eos_token)),
     }
 }
