@@ -7,10 +7,12 @@
 //!   ─▶ engine (tokenize per TASKS_SPEC §1.3, schedule) ─▶ model (log-likelihoods)
 //!   ─▶ metrics (per-doc scores, aggregation) ─▶ report (card tables, results JSON, samples)
 //! ```
+pub mod chat;
 pub mod data;
 pub mod doc;
 pub mod engine;
 pub mod error;
+pub mod fc;
 pub mod metrics;
 pub mod model;
 pub mod pystr;
