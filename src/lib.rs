@@ -8,6 +8,7 @@
 //!   ─▶ metrics (per-doc scores, aggregation) ─▶ report (card tables, results JSON, samples)
 //! ```
 pub mod chat;
+pub mod cli;
 pub mod data;
 pub mod doc;
 pub mod engine;

@@ -273,6 +273,7 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
         "format": "gguf",
         "sha256": sha256_file(path)?,
         "architecture": cfg.architecture,
+        "eos_token_ids": cfg.eos_token_ids,
         "weight_types": dtypes.into_iter().collect::<Vec<_>>(),
         "compute": match opts.quant_mode {
             QuantMode::Native => "quantized weights x q8 activations (llama.cpp CPU arithmetic)",
@@ -362,6 +363,7 @@ fn load_hf(
         "format": "safetensors",
         "sha256": hashes,
         "architecture": cfg.architecture,
+        "eos_token_ids": cfg.eos_token_ids,
         "compute": format!("{:?}", opts.dtype).to_lowercase(),
         "tokenizer": "tokenizer.json",
     });
