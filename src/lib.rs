@@ -7,6 +7,8 @@
 //!   ─▶ engine (tokenize per TASKS_SPEC §1.3, schedule) ─▶ model (log-likelihoods)
 //!   ─▶ metrics (per-doc scores, aggregation) ─▶ report (card tables, results JSON, samples)
 //! ```
+pub mod awq;
+pub mod compare;
 pub mod data;
 pub mod doc;
 pub mod engine;
@@ -14,5 +16,6 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod pystr;
+pub mod quantize;
 pub mod report;
 pub mod tasks;
