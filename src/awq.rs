@@ -170,8 +170,15 @@ pub fn load_awq_linear_weights<P: AsRef<Path>>(
     let mut raw: HashMap<String, Tensor> = HashMap::new();
     for f in files {
         let f = f.as_ref();
-        let tensors = candle_core::safetensors::load(f, &Device::Cpu)
-            .map_err(|e| Error::file(f, format!("cannot read safetensors: {e}")))?;
+        let tensors = candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| {
+            Error::file(
+                f,
+                format!(
+                    "cannot read safetensors: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+            )
+        })?;
         raw.extend(tensors);
     }
     let mut out = HashMap::new();
