@@ -106,11 +106,11 @@ fn plan(q: &gguf_file::TensorInfo, to: GgmlDType) -> Action {
             }
         }
         2 => {
-            let target = if dims[1] % to.block_size() == 0 {
+            let target = if dims[1].is_multiple_of(to.block_size()) {
                 to
             } else {
                 match k_quant_fallback(to) {
-                    Some(f) if dims[1] % f.block_size() == 0 => f,
+                    Some(f) if dims[1].is_multiple_of(f.block_size()) => f,
                     _ => return Action::Keep,
                 }
             };

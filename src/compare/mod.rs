@@ -389,43 +389,50 @@ pub const GPT4ALL_TASKS: [&str; 7] = [
     "winogrande",
 ];
 
+/// A suite average (TASKS_SPEC §6): which tasks belong to it and which metric each contributes
+/// (the first of `metrics` that both runs have).
+struct SuiteRule {
+    name: &'static str,
+    rule: &'static str,
+    member: fn(&str) -> bool,
+    metrics: &'static [&'static str],
+}
+
+const SUITES: [SuiteRule; 3] = [
+    SuiteRule {
+        name: "GPT4All",
+        rule: "mean of acc_norm (else acc)",
+        member: |t| GPT4ALL_TASKS.contains(&t),
+        metrics: &["acc_norm", "acc"],
+    },
+    SuiteRule {
+        name: "AGIEval",
+        rule: "mean of acc_norm",
+        member: |t| t.starts_with("agieval_"),
+        metrics: &["acc_norm"],
+    },
+    SuiteRule {
+        name: "BigBench",
+        rule: "mean of multiple_choice_grade",
+        member: |t| t.starts_with("bigbench_"),
+        metrics: &["multiple_choice_grade"],
+    },
+];
+
 fn suite_averages(
     base: &RunDir,
     cand: &RunDir,
     diffs: &BTreeMap<(String, String), Vec<f64>>,
     opts: &CompareOptions,
 ) -> Vec<SuiteComparison> {
-    type Pick = fn(&str, &dyn Fn(&str) -> bool) -> Option<&'static str>;
-    let suites: [(&str, &str, fn(&str) -> bool, Pick); 3] = [
-        (
-            "GPT4All",
-            "mean of acc_norm (else acc)",
-            |t| GPT4ALL_TASKS.contains(&t),
-            |_, has| {
-                if has("acc_norm") {
-                    Some("acc_norm")
-                } else if has("acc") {
-                    Some("acc")
-                } else {
-                    None
-                }
-            },
-        ),
-        (
-            "AGIEval",
-            "mean of acc_norm",
-            |t| t.starts_with("agieval_"),
-            |_, has| has("acc_norm").then_some("acc_norm"),
-        ),
-        (
-            "BigBench",
-            "mean of multiple_choice_grade",
-            |t| t.starts_with("bigbench_"),
-            |_, has| has("multiple_choice_grade").then_some("multiple_choice_grade"),
-        ),
-    ];
     let mut out = Vec::new();
-    for (name, rule, member, pick) in suites {
+    for SuiteRule {
+        name,
+        rule,
+        member,
+        metrics,
+    } in SUITES
+    {
         let mut tasks = Vec::new();
         let (mut sb, mut sc, mut var) = (0.0, 0.0, 0.0);
         let mut testable = true;
@@ -437,7 +444,7 @@ fn suite_averages(
                 continue;
             }
             let has = |m: &str| bt.metrics.contains_key(m) && ct.metrics.contains_key(m);
-            let Some(metric) = pick(task, &has) else {
+            let Some(&metric) = metrics.iter().find(|m| has(m)) else {
                 continue;
             };
             sb += bt.metrics[metric].value;
