@@ -404,3 +404,38 @@ fn usage_errors_exit_2() {
     let a = args(&b, &o.join("missing"), &o);
     assert_eq!(run_compare(&a).unwrap(), 2);
 }
+
+#[test]
+fn a_task_without_samples_falls_back_to_an_unpaired_test() {
+    let (_t, b, c, o) = setup();
+    write_run(&b, TS, &[("arc_easy", base_docs(4))], false);
+    write_run(
+        &c,
+        TS,
+        &[("arc_easy", (0..200).map(|i| doc(i, false, 4)).collect())],
+        false,
+    );
+    std::fs::remove_file(c.join(format!("samples_arc_easy_{TS}.jsonl"))).unwrap();
+    let cmp = compare(
+        &b,
+        &c,
+        &CompareOptions {
+            max_drop: Some(1.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for m in &cmp.metrics {
+        let t = m.test.as_ref().unwrap();
+        assert_eq!(t.method, hermes_eval::compare::stats::TestMethod::UnpairedZ);
+        assert!(m.regression && m.delta_points == -70.0);
+    }
+    assert!(
+        cmp.notes
+            .iter()
+            .any(|n| n.contains("arc_easy: no samples file in the candidate")),
+        "{:?}",
+        cmp.notes
+    );
+    assert_eq!(run_compare(&args(&b, &c, &o)).unwrap(), 1);
+}

@@ -231,6 +231,17 @@ pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
             .get("doc_hash")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // lm-eval writes one line per (document, filter) for tasks with several filters; their
+        // per-doc metrics are named `metric,filter` here, like the aggregate keys.
+        let filter = obj
+            .get("filter")
+            .and_then(Value::as_str)
+            .filter(|f| !f.is_empty() && *f != "none")
+            .map(str::to_string);
+        let name = |k: &str| match &filter {
+            Some(f) => format!("{k},{f}"),
+            None => k.to_string(),
+        };
         let mut metrics = BTreeMap::new();
         const NOT_METRICS: [&str; 10] = [
             "doc_id",
@@ -249,14 +260,14 @@ pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
                 continue;
             }
             if matches!(v, Value::Number(_) | Value::Bool(_)) {
-                metrics.insert(k.clone(), number(v).unwrap());
+                metrics.insert(name(k), number(v).unwrap());
             }
         }
         // lm-eval also nests per-doc metrics under "metrics" in some versions: accept both.
         if let Some(m) = obj.get("metrics").and_then(Value::as_object) {
             for (k, v) in m {
                 if let Some(x) = number(v) {
-                    metrics.entry(k.clone()).or_insert(x);
+                    metrics.entry(name(k)).or_insert(x);
                 }
             }
         }
@@ -269,23 +280,41 @@ pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
             }
             None => Vec::new(),
         };
-        out.push(Sample {
+        let sample = Sample {
             doc_id,
             doc_hash,
             metrics,
             logliks,
-        });
+        };
+        out.push((sample, filter));
     }
-    out.sort_by_key(|s| s.doc_id);
-    for w in out.windows(2) {
-        if w[0].doc_id == w[1].doc_id {
-            return Err(Error::file(
-                path,
-                format!("doc_id {} appears twice", w[0].doc_id),
-            ));
+    // Stable sort: lines of one document stay in file order.
+    out.sort_by_key(|(s, _)| s.doc_id);
+    let mut merged: Vec<Sample> = Vec::with_capacity(out.len());
+    let mut filters_seen: Vec<Option<String>> = Vec::new();
+    for (s, f) in out {
+        match merged.last_mut() {
+            Some(last) if last.doc_id == s.doc_id => {
+                if filters_seen.contains(&f) {
+                    return Err(Error::file(
+                        path,
+                        format!("doc_id {} appears twice", s.doc_id),
+                    ));
+                }
+                filters_seen.push(f.clone());
+                last.metrics.extend(s.metrics);
+                // The log-likelihoods of the unfiltered line win.
+                if f.is_none() || last.logliks.is_empty() {
+                    last.logliks = s.logliks;
+                }
+            }
+            _ => {
+                filters_seen = vec![f];
+                merged.push(s);
+            }
         }
     }
-    Ok(out)
+    Ok(merged)
 }
 
 #[cfg(test)]
@@ -312,6 +341,36 @@ mod tests {
             }
         );
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn several_filters_per_document_are_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("samples_gsm_2026.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                r#"{"doc_id": 1, "filter": "strict-match", "exact_match": 1.0, "filtered_resps": ["4"]}"#,
+                "\n",
+                r#"{"doc_id": 0, "filter": "strict-match", "exact_match": 0.0}"#,
+                "\n",
+                r#"{"doc_id": 1, "filter": "flexible-extract", "exact_match": 0.0}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let s = read_samples(&p).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].metrics["exact_match,strict-match"], 1.0);
+        assert_eq!(s[1].metrics["exact_match,flexible-extract"], 0.0);
+        assert!(s[1].logliks.is_empty());
+        std::fs::write(
+            &p,
+            "{\"doc_id\": 3, \"acc\": 1}\n{\"doc_id\": 3, \"acc\": 0}\n",
+        )
+        .unwrap();
+        let e = read_samples(&p).unwrap_err().to_string();
+        assert!(e.contains("doc_id 3 appears twice"), "{e}");
     }
 
     #[test]

@@ -17,8 +17,9 @@
 //! iff they drop by more than `--max-avg-drop` points **and** a paired z-test on the average
 //! (tasks independent, per-task standard error of the mean paired difference) has p < alpha.
 //! Without `--max-drop` / `--max-avg-drop` the corresponding gate is off and compare only
-//! reports. A metric without per-document samples cannot be tested and never regresses (a note
-//! says so). Exit codes of [`run_compare`]: 0 pass, 1 regression, 2 usage or data error.
+//! reports. A task without per-document samples in one of the runs falls back to an unpaired
+//! z-test on the stderrs of the results files (conservative; a note says so); without stderrs
+//! either it cannot be tested and never regresses. Exit codes of [`run_compare`]: 0 pass, 1 regression, 2 usage or data error.
 pub mod load;
 pub mod plot;
 pub mod report;
@@ -206,13 +207,13 @@ pub fn compare_runs(base: &RunDir, cand: &RunDir, opts: &CompareOptions) -> Resu
                 Some((bs, cs))
             }
             _ => {
+                let which = match (&bt.samples, &ct.samples) {
+                    (None, None) => "either run (a group entry?)",
+                    (None, _) => "the baseline",
+                    _ => "the candidate",
+                };
                 notes.push(format!(
-                    "{task}: no samples file in {}: not tested, not gated",
-                    if bt.samples.is_none() {
-                        "baseline"
-                    } else {
-                        "candidate"
-                    }
+                    "{task}: no samples file in {which}: unpaired z-test on the reported stderrs (conservative), no agreement statistics"
                 ));
                 None
             }
@@ -227,6 +228,7 @@ pub fn compare_runs(base: &RunDir, cand: &RunDir, opts: &CompareOptions) -> Resu
             let (bv, cv) = (&bt.metrics[metric], &ct.metrics[metric]);
             let mut test = None;
             let mut n_docs = None;
+            let (mut b_se, mut c_se) = (bv.stderr, cv.stderr);
             if let Some((bs, cs)) = paired {
                 let bx: Option<Vec<f64>> =
                     bs.iter().map(|s| s.metrics.get(metric).copied()).collect();
@@ -241,9 +243,17 @@ pub fn compare_runs(base: &RunDir, cand: &RunDir, opts: &CompareOptions) -> Resu
                             stats::paired_bootstrap(&bx, &cx, opts.resamples, opts.seed)
                         });
                         n_docs = Some(bx.len());
+                        // Results files without stderr: use mean_stderr of the samples.
+                        b_se = b_se.or_else(|| Some(stats::mean_stderr(&bx).1).filter(|x| x.is_finite()));
+                        c_se = c_se.or_else(|| Some(stats::mean_stderr(&cx).1).filter(|x| x.is_finite()));
                         diffs.insert((task.clone(), metric.clone()), cx.iter().zip(&bx).map(|(c, b)| c - b).collect());
                     }
                     _ => notes.push(format!("{task}/{metric}: per-document values missing in the samples: not tested, not gated")),
+                }
+            }
+            if paired.is_none() {
+                if let (Some(sb), Some(sc)) = (bv.stderr, cv.stderr) {
+                    test = Some(stats::unpaired_z(bv.value, sb, cv.value, sc));
                 }
             }
             let delta_points = (cv.value - bv.value) * 100.0;
@@ -255,8 +265,8 @@ pub fn compare_runs(base: &RunDir, cand: &RunDir, opts: &CompareOptions) -> Resu
                 primary: primary.as_deref() == Some(metric.as_str()),
                 baseline: bv.value,
                 candidate: cv.value,
-                baseline_stderr: bv.stderr,
-                candidate_stderr: cv.stderr,
+                baseline_stderr: b_se,
+                candidate_stderr: c_se,
                 delta_points,
                 n_docs,
                 test,

@@ -27,6 +27,8 @@ pub enum TestMethod {
     McNemarChi2,
     /// Paired bootstrap of the mean difference.
     Bootstrap,
+    /// No per-document samples: unpaired z-test on the reported stderrs.
+    UnpairedZ,
 }
 
 impl TestMethod {
@@ -35,6 +37,7 @@ impl TestMethod {
             TestMethod::McNemarExact => "McNemar exact",
             TestMethod::McNemarChi2 => "McNemar χ²",
             TestMethod::Bootstrap => "bootstrap",
+            TestMethod::UnpairedZ => "unpaired z",
         }
     }
 }
@@ -156,6 +159,29 @@ pub fn paired_bootstrap(
         b: None,
         c: None,
         ci95: Some((q(0.025), q(0.975))),
+    }
+}
+
+/// Fallback when per-document samples are missing: z = (c − b) / sqrt(se_b² + se_c²). It ignores
+/// the (positive) correlation between the runs, so it is conservative: it finds fewer
+/// significant differences than the paired tests.
+pub fn unpaired_z(baseline: f64, se_b: f64, candidate: f64, se_c: f64) -> TestResult {
+    let se = (se_b * se_b + se_c * se_c).sqrt();
+    let diff = candidate - baseline;
+    let z = if se > 0.0 {
+        diff / se
+    } else if diff == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    };
+    TestResult {
+        method: TestMethod::UnpairedZ,
+        statistic: Some(z),
+        p_value: z_test_p(z),
+        b: None,
+        c: None,
+        ci95: None,
     }
 }
 
@@ -302,6 +328,15 @@ mod tests {
             .collect();
         let r = paired_bootstrap(&base, &noisy, 2000, 1);
         assert!(r.p_value > 0.5, "{}", r.p_value);
+    }
+
+    #[test]
+    fn unpaired_z_hand_computed() {
+        // 0.70 ± 0.03 vs 0.60 ± 0.04: z = −0.10 / 0.05 = −2, p = 0.0455003.
+        let r = unpaired_z(0.70, 0.03, 0.60, 0.04);
+        assert!(close(r.statistic.unwrap(), -2.0, 1e-12));
+        assert!(close(r.p_value, 0.0455003, 1e-6), "{}", r.p_value);
+        assert_eq!(unpaired_z(0.5, 0.0, 0.5, 0.0).p_value, 1.0);
     }
 
     #[test]
