@@ -83,24 +83,30 @@ pub fn dequantize_awq_gemm(
         .to_vec1::<f32>()?;
     let nib = |w: u32, col: usize| ((w >> (4 * AWQ_REVERSE_ORDER[col % 8])) & 0xF) as f32;
 
-    // Unpack per group: zero points and scales of the group, then its rows. Rows are written
-    // in the [in, out] layout (contiguous in both reads and writes) and transposed at the end.
-    let mut w = vec![0f32; in_f * out];
-    w.par_chunks_mut(group_size * out)
+    // Zero points unpacked once: [groups, out].
+    let zs: Vec<f32> = (0..groups * out)
+        .map(|k| nib(qz[(k / out) * out8 + (k % out) / 8], k % out))
+        .collect();
+    // Written directly in the [out, in] layout, in tiles of 64 output rows (8 packed words per
+    // input row), so the strided reads of qweight stay within a few cache lines per input row.
+    const TILE: usize = 64;
+    let mut w = vec![0f32; out * in_f];
+    w.par_chunks_mut(TILE * in_f)
         .enumerate()
-        .for_each(|(g, block)| {
-            let zs: Vec<f32> = (0..out).map(|o| nib(qz[g * out8 + o / 8], o)).collect();
-            let ss = &sc[g * out..(g + 1) * out];
-            for (r, row) in block.chunks_mut(out).enumerate() {
-                let i = g * group_size + r;
+        .for_each(|(t, block)| {
+            let o0 = t * TILE;
+            let rows = block.len() / in_f;
+            for i in 0..in_f {
+                let g = i / group_size;
                 let words = &qw[i * out8..(i + 1) * out8];
-                for (o, x) in row.iter_mut().enumerate() {
-                    *x = (nib(words[o / 8], o) - zs[o]) * ss[o];
+                let (zrow, srow) = (&zs[g * out..(g + 1) * out], &sc[g * out..(g + 1) * out]);
+                for r in 0..rows {
+                    let o = o0 + r;
+                    block[r * in_f + i] = (nib(words[o / 8], o) - zrow[o]) * srow[o];
                 }
             }
         });
-    let t = Tensor::from_vec(w, (in_f, out), &qweight.device().clone())?;
-    Ok(t.t()?.contiguous()?)
+    Ok(Tensor::from_vec(w, (out, in_f), qweight.device())?)
 }
 
 /// Settings read from `config.json`'s `quantization_config`.
@@ -161,10 +167,21 @@ impl AwqConfig {
 /// Load AWQ safetensors files: every `<prefix>.qweight/.qzeros/.scales` triple becomes one
 /// `<prefix>.weight` f32 `[out, in]` tensor; every other tensor is passed through as f32.
 /// An incomplete triple is an error naming the prefix. Memory: the quantized tensors of all
-/// files are held at once, and the f32 result is ~8× the quantized size.
+/// files are held at once, and the f32 result is ~8× the quantized size (see
+/// [`load_awq_linear_weights_as`] for f16/bf16 output).
 pub fn load_awq_linear_weights<P: AsRef<Path>>(
     files: &[P],
     quantization_config: &serde_json::Value,
+) -> Result<HashMap<String, Tensor>> {
+    load_awq_linear_weights_as(files, quantization_config, DType::F32)
+}
+
+/// [`load_awq_linear_weights`] with every output tensor converted to `dtype` (each layer is
+/// converted right after its dequantization, so only one f32 layer exists at a time).
+pub fn load_awq_linear_weights_as<P: AsRef<Path>>(
+    files: &[P],
+    quantization_config: &serde_json::Value,
+    dtype: DType,
 ) -> Result<HashMap<String, Tensor>> {
     let cfg = AwqConfig::from_json(quantization_config)?;
     let mut raw: HashMap<String, Tensor> = HashMap::new();
@@ -204,7 +221,7 @@ pub fn load_awq_linear_weights<P: AsRef<Path>>(
                 e.to_string().trim_start_matches("model: AWQ: ")
             ))
         })?;
-        out.insert(format!("{p}.weight"), w);
+        out.insert(format!("{p}.weight"), w.to_dtype(dtype)?);
     }
     for (k, t) in raw {
         let triple = ["qweight", "qzeros", "scales"].iter().any(|s| {
@@ -217,10 +234,10 @@ pub fn load_awq_linear_weights<P: AsRef<Path>>(
         if k.ends_with(".qzeros") {
             return Err(bad(format!("{k} has no matching .qweight")));
         }
-        let t = if t.dtype() == DType::F32 {
+        let t = if t.dtype() == dtype {
             t
         } else {
-            t.to_dtype(DType::F32)?
+            t.to_dtype(dtype)?
         };
         out.insert(k, t);
     }

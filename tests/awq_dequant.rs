@@ -147,6 +147,10 @@ fn safetensors_triples_become_linear_weights() {
     assert_eq!(w, l.reference);
     assert_eq!(out["model.norm.weight"].dtype(), DType::F32);
 
+    // Half-precision output for large models.
+    let half = hermes_eval::awq::load_awq_linear_weights_as(&[&path], &cfg, DType::BF16).unwrap();
+    assert!(half.values().all(|t| t.dtype() == DType::BF16));
+
     // A triple with a missing part is refused, naming the prefix.
     tensors.remove("model.layers.0.mlp.up_proj.scales");
     candle_core::safetensors::save(&tensors, &path).unwrap();
