@@ -52,6 +52,10 @@ enum Cmd {
         #[command(flatten)]
         args: crate::fc::FcArgs,
     },
+    /// Compare two runs per task with paired tests; a CI gate (exit 0 pass, 1 regression, 2 error).
+    Compare(crate::compare::CompareArgs),
+    /// Write a re-quantized GGUF (q8_0, q4_0, q4_1, q4_k, q5_k, q6_k) with candle's quantizers.
+    Quantize(crate::quantize::QuantizeArgs),
     /// JSON-mode / schema-compliance evaluation.
     Json {
         #[command(flatten)]
@@ -165,6 +169,14 @@ pub fn main() -> Result<i32> {
             Ok(0)
         }
         Cmd::Bench(b) => bench(b),
+        Cmd::Compare(c) => match crate::compare::run_compare(&c) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("hermes-eval: error: {e:#}");
+                Ok(2)
+            }
+        },
+        Cmd::Quantize(q) => crate::quantize::run_quantize(&q).map(|_| 0),
         Cmd::Fc { model, args } => fc(model, args),
         Cmd::Json { model, args } => json(model, args),
     }

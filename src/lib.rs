@@ -7,8 +7,10 @@
 //!   ─▶ engine (tokenize per TASKS_SPEC §1.3, schedule) ─▶ model (log-likelihoods)
 //!   ─▶ metrics (per-doc scores, aggregation) ─▶ report (card tables, results JSON, samples)
 //! ```
+pub mod awq;
 pub mod chat;
 pub mod cli;
+pub mod compare;
 pub mod data;
 pub mod doc;
 pub mod engine;
@@ -17,5 +19,6 @@ pub mod fc;
 pub mod metrics;
 pub mod model;
 pub mod pystr;
+pub mod quantize;
 pub mod report;
 pub mod tasks;
