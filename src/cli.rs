@@ -17,7 +17,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "hermes-eval", version, about = "Evaluate chat LLMs the way the Nous Research Hermes model cards do")]
+#[command(
+    name = "hermes-eval",
+    version,
+    about = "Evaluate chat LLMs the way the Nous Research Hermes model cards do"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -39,10 +43,7 @@ enum Cmd {
         tasks: TasksDirArg,
     },
     /// Export a GGUF model as a Hugging Face directory (f32 safetensors, config, tokenizer).
-    Export {
-        gguf: PathBuf,
-        out: PathBuf,
-    },
+    Export { gguf: PathBuf, out: PathBuf },
     /// Measure throughput (documents/s, tokens/s, peak memory) and write JSON.
     Bench(BenchArgs),
     /// Function-calling evaluation (Hermes <tools>/<tool_call> format).
@@ -193,7 +194,9 @@ fn set_threads(n: Option<usize>) {
     let n = n.unwrap_or_else(num_cpus::get).max(1);
     // candle's gemm reads RAYON_NUM_THREADS; our kernels use the global rayon pool.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
 }
 
 pub fn load_model(m: &ModelArgs) -> Result<CandleLm> {
@@ -205,20 +208,34 @@ pub fn load_model(m: &ModelArgs) -> Result<CandleLm> {
         other => bail!("--dtype {other}: expected f32, f16 or bf16"),
     };
     let opts = LoadOptions {
-        quant_mode: if m.dequantize { QuantMode::Dequantize } else { QuantMode::Native },
+        quant_mode: if m.dequantize {
+            QuantMode::Dequantize
+        } else {
+            QuantMode::Native
+        },
         dtype,
         tokenizer: m.tokenizer.clone(),
     };
     let spin = spinner(&format!("loading {}", m.model));
     let t = Instant::now();
-    let model = CandleLm::load(&m.model, &opts).with_context(|| format!("cannot load model `{}`", m.model))?;
+    let model = CandleLm::load(&m.model, &opts)
+        .with_context(|| format!("cannot load model `{}`", m.model))?;
     spin.finish_and_clear();
-    eprintln!("loaded {} ({}) in {:.1}s", model.name, model.fingerprint["format"].as_str().unwrap_or("?"), t.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {} ({}) in {:.1}s",
+        model.name,
+        model.fingerprint["format"].as_str().unwrap_or("?"),
+        t.elapsed().as_secs_f64()
+    );
     Ok(model)
 }
 
 fn spinner(msg: &str) -> ProgressBar {
-    let pb = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    let pb = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
     pb.set_message(msg.to_string());
     pb.enable_steady_tick(std::time::Duration::from_millis(120));
     pb
@@ -237,17 +254,40 @@ struct Progress {
 impl Progress {
     fn new(label: &str, total: usize) -> Self {
         let plain = !std::io::stderr().is_terminal();
-        let bar = if plain { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
-        bar.set_style(ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} docs  {per_sec}  ETA {eta}").unwrap().progress_chars("=> "));
+        let bar = if plain {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total as u64)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>24} [{bar:30}] {pos}/{len} docs  {per_sec}  ETA {eta}",
+            )
+            .unwrap()
+            .progress_chars("=> "),
+        );
         bar.set_message(label.to_string());
-        Self { bar, label: label.into(), total, plain, last: 0, start: Instant::now() }
+        Self {
+            bar,
+            label: label.into(),
+            total,
+            plain,
+            last: 0,
+            start: Instant::now(),
+        }
     }
     fn set(&mut self, done: usize) {
         self.bar.set_position(done as u64);
-        if self.plain && (done == self.total || done * 10 / self.total.max(1) > self.last * 10 / self.total.max(1)) {
+        if self.plain
+            && (done == self.total
+                || done * 10 / self.total.max(1) > self.last * 10 / self.total.max(1))
+        {
             let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
             let eta = (self.total - done) as f64 / rate.max(1e-9);
-            eprintln!("{}: {done}/{} docs ({rate:.1} docs/s, ETA {eta:.0}s)", self.label, self.total);
+            eprintln!(
+                "{}: {done}/{} docs ({rate:.1} docs/s, ETA {eta:.0}s)",
+                self.label, self.total
+            );
         }
         self.last = done;
     }
@@ -288,9 +328,16 @@ fn run(a: RunArgs) -> Result<i32> {
     }
     let mut model = load_model(&a.model)?;
     model.batch_size = a.batch_size;
-    let out = a.output.clone().unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut cache = if a.no_cache { RequestCache::disabled() } else { RequestCache::open(&out.join("cache"), &model.fingerprint())? };
+    let mut cache = if a.no_cache {
+        RequestCache::disabled()
+    } else {
+        RequestCache::open(&out.join("cache"), &model.fingerprint())?
+    };
     let stop = install_ctrlc();
     let mut results = vec![];
     let mut done_tasks = vec![];
@@ -301,9 +348,21 @@ fn run(a: RunArgs) -> Result<i32> {
         let run = evaluate(&mut model, task, docs, &mut cache, &stop, |d| prog.set(d))?;
         prog.finish();
         if !run.docs.is_empty() {
-            let path = report::write_samples_jsonl(&out, task, &run.docs, &run.lls, &run.generations, &run.metrics)?;
+            let path = report::write_samples_jsonl(
+                &out,
+                task,
+                &run.docs,
+                &run.lls,
+                &run.generations,
+                &run.metrics,
+            )?;
             if run.partial {
-                eprintln!("{}: {} documents scored before the interruption, kept in {}", task.name, run.docs.len(), path.display());
+                eprintln!(
+                    "{}: {} documents scored before the interruption, kept in {}",
+                    task.name,
+                    run.docs.len(),
+                    path.display()
+                );
             }
         }
         if run.partial {
@@ -320,15 +379,23 @@ fn run(a: RunArgs) -> Result<i32> {
             "hermes_eval_version": env!("CARGO_PKG_VERSION"), "elapsed_s": t0.elapsed().as_secs_f64(),
             "request_cache_hits": cache.hits,
         });
-        let rj = report::write_results_json(&out, &model.fingerprint(), &config, &results, &done_tasks)?;
+        let rj =
+            report::write_results_json(&out, &model.fingerprint(), &config, &results, &done_tasks)?;
         let text = report::render_report(&reg, &results);
         std::fs::write(out.join("report.md"), &text)?;
         print!("{text}");
-        eprintln!("wrote {} and report.md in {}", rj.file_name().unwrap().to_string_lossy(), out.display());
+        eprintln!(
+            "wrote {} and report.md in {}",
+            rj.file_name().unwrap().to_string_lossy(),
+            out.display()
+        );
     }
     if interrupted {
         if let Some(p) = cache.path() {
-            eprintln!("finished requests are cached in {}; run the same command again to resume", p.display());
+            eprintln!(
+                "finished requests are cached in {}; run the same command again to resume",
+                p.display()
+            );
         }
         return Err(Error::Interrupted.into());
     }
@@ -336,7 +403,15 @@ fn run(a: RunArgs) -> Result<i32> {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn peak_rss_mb() -> Option<f64> {
@@ -347,7 +422,9 @@ fn peak_rss_mb() -> Option<f64> {
 
 fn bench(b: BenchArgs) -> Result<i32> {
     let reg = Registry::builtin()?;
-    let task = reg.task(&b.task).with_context(|| format!("unknown task `{}`", b.task))?;
+    let task = reg
+        .task(&b.task)
+        .with_context(|| format!("unknown task `{}`", b.task))?;
     let docs = task.load_docs(&DataSource::new(b.data_dir.clone()), Some(b.limit))?;
     let mut model = load_model(&b.model)?;
     model.batch_size = b.batch_size;
@@ -362,7 +439,14 @@ fn bench(b: BenchArgs) -> Result<i32> {
     let stop = AtomicBool::new(false);
     let t = Instant::now();
     let mut prog = Progress::new(&format!("bench {}", task.name), n);
-    let run = evaluate(&mut model, task, docs, &mut RequestCache::disabled(), &stop, |d| prog.set(d))?;
+    let run = evaluate(
+        &mut model,
+        task,
+        docs,
+        &mut RequestCache::disabled(),
+        &stop,
+        |d| prog.set(d),
+    )?;
     prog.finish();
     let secs = t.elapsed().as_secs_f64();
     let acc = report::aggregate(task, &run.metrics);
@@ -385,15 +469,34 @@ fn bench(b: BenchArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn chat_template(model: &CandleLm, override_file: Option<&Path>) -> Result<crate::chat::ChatTemplate> {
+fn chat_template(
+    model: &CandleLm,
+    override_file: Option<&Path>,
+) -> Result<crate::chat::ChatTemplate> {
     let eos = model.eos_token.clone().unwrap_or_default();
-    let bos = model.llama.cfg.bos_token_id.and_then(|i| model.tokenizer.id_to_token(i)).unwrap_or_default();
+    let bos = model
+        .llama
+        .cfg
+        .bos_token_id
+        .and_then(|i| model.tokenizer.id_to_token(i))
+        .unwrap_or_default();
     let from_model = match &model.chat_template {
-        Some(serde_json::Value::String(s)) => Some(crate::chat::ChatTemplate::from_string(s.clone(), &bos, &eos)),
-        Some(v) => crate::chat::ChatTemplate::from_tokenizer_config(&serde_json::json!({"chat_template": v, "bos_token": bos, "eos_token": eos}))?,
+        Some(serde_json::Value::String(s)) => Some(crate::chat::ChatTemplate::from_string(
+            s.clone(),
+            &bos,
+            &eos,
+        )),
+        Some(v) => crate::chat::ChatTemplate::from_tokenizer_config(
+            &serde_json::json!({"chat_template": v, "bos_token": bos, "eos_token": eos}),
+        )?,
         None => None,
     };
-    Ok(crate::fc::select_chat_template(override_file, from_model, &bos, &eos)?)
+    Ok(crate::fc::select_chat_template(
+        override_file,
+        from_model,
+        &bos,
+        &eos,
+    )?)
 }
 
 fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
@@ -401,12 +504,29 @@ fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
     let mut model = load_model(&m)?;
     let chat = chat_template(&model, args.chat_template.as_deref())?;
     let mut prog = Progress::new(&task, samples.len());
-    let rep = crate::fc::run_fc_named(&mut model, &chat, &samples, &args.options(), &task, |d, _| prog.set(d))?;
+    let rep = crate::fc::run_fc_named(
+        &mut model,
+        &chat,
+        &samples,
+        &args.options(),
+        &task,
+        |d, _| prog.set(d),
+    )?;
     prog.finish();
-    let out = args.output.clone().unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
     let files = rep.write(&out)?;
     print!("{}", rep.summary_markdown());
-    eprintln!("wrote {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    eprintln!(
+        "wrote {}",
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(0)
 }
 
@@ -415,11 +535,29 @@ fn json(m: ModelArgs, args: crate::fc::JsonArgs) -> Result<i32> {
     let mut model = load_model(&m)?;
     let chat = chat_template(&model, args.chat_template.as_deref())?;
     let mut prog = Progress::new(&task, samples.len());
-    let rep = crate::fc::run_json_named(&mut model, &chat, &samples, kind, &args.options(), &task, |d, _| prog.set(d))?;
+    let rep = crate::fc::run_json_named(
+        &mut model,
+        &chat,
+        &samples,
+        kind,
+        &args.options(),
+        &task,
+        |d, _| prog.set(d),
+    )?;
     prog.finish();
-    let out = args.output.clone().unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
     let files = rep.write(&out)?;
     print!("{}", rep.summary_markdown());
-    eprintln!("wrote {}", files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    eprintln!(
+        "wrote {}",
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(0)
 }

@@ -16,7 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// TASKS_SPEC §1.3 steps 1–3: move the context's trailing whitespace into the continuation,
 /// encode context and context+continuation without special tokens (no BOS), and take the
 /// continuation as the joint encoding after the context's token count.
-pub fn encode_pair(tok: &tokenizers::Tokenizer, req: &LoglikRequest, eos: Option<u32>) -> Result<TokenRequest> {
+pub fn encode_pair(
+    tok: &tokenizers::Tokenizer,
+    req: &LoglikRequest,
+    eos: Option<u32>,
+) -> Result<TokenRequest> {
     if req.context.is_empty() {
         return Ok(TokenRequest {
             context: eos.into_iter().collect(),
@@ -26,7 +30,10 @@ pub fn encode_pair(tok: &tokenizers::Tokenizer, req: &LoglikRequest, eos: Option
     let (context, continuation) = split_trailing_whitespace(&req.context, &req.continuation);
     let whole = tokenizer::encode(tok, &format!("{context}{continuation}"))?;
     let n = tokenizer::encode(tok, &context)?.len().min(whole.len());
-    Ok(TokenRequest { context: whole[..n].to_vec(), continuation: whole[n..].to_vec() })
+    Ok(TokenRequest {
+        context: whole[..n].to_vec(),
+        continuation: whole[n..].to_vec(),
+    })
 }
 
 /// Append-only log-likelihood cache: one JSON line per request, keyed by model and token ids.
@@ -40,7 +47,13 @@ pub struct RequestCache {
 
 impl RequestCache {
     pub fn disabled() -> Self {
-        Self { path: None, model_key: String::new(), map: HashMap::new(), file: None, hits: 0 }
+        Self {
+            path: None,
+            model_key: String::new(),
+            map: HashMap::new(),
+            file: None,
+            hits: 0,
+        }
     }
 
     /// Open (or create) the cache for `fingerprint` under `dir`.
@@ -52,15 +65,33 @@ impl RequestCache {
             for line in text.lines() {
                 // A line cut short by an interruption is skipped, not fatal.
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let (Some(k), Some(lp), Some(g)) = (v["k"].as_str(), v["lp"].as_f64(), v["g"].as_bool()) {
-                        map.insert(k.to_string(), Loglik { logprob: lp, is_greedy: g });
+                    if let (Some(k), Some(lp), Some(g)) =
+                        (v["k"].as_str(), v["lp"].as_f64(), v["g"].as_bool())
+                    {
+                        map.insert(
+                            k.to_string(),
+                            Loglik {
+                                logprob: lp,
+                                is_greedy: g,
+                            },
+                        );
                     }
                 }
             }
         }
         std::fs::create_dir_all(dir)?;
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::file(&path, e))?;
-        Ok(Self { path: Some(path), model_key, map, file: Some(file), hits: 0 })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::file(&path, e))?;
+        Ok(Self {
+            path: Some(path),
+            model_key,
+            map,
+            file: Some(file),
+            hits: 0,
+        })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -87,7 +118,11 @@ impl RequestCache {
     fn put(&mut self, r: &TokenRequest, l: Loglik) -> Result<()> {
         let k = self.key(r);
         if let Some(f) = self.file.as_mut() {
-            writeln!(f, "{}", serde_json::json!({"k": k, "lp": l.logprob, "g": l.is_greedy}))?;
+            writeln!(
+                f,
+                "{}",
+                serde_json::json!({"k": k, "lp": l.logprob, "g": l.is_greedy})
+            )?;
         }
         self.map.insert(k, l);
         Ok(())
@@ -96,7 +131,10 @@ impl RequestCache {
 
 /// What identifies the numbers a model produces: its weights and how they are computed.
 fn fingerprint_identity(f: &serde_json::Value) -> String {
-    format!("{}|{}|{}|{}", f["sha256"], f["compute"], f["tokenizer"], f["format"])
+    format!(
+        "{}|{}|{}|{}",
+        f["sha256"], f["compute"], f["tokenizer"], f["format"]
+    )
 }
 
 /// Everything one task produced.
@@ -120,8 +158,16 @@ pub fn evaluate(
     mut tick: impl FnMut(usize),
 ) -> Result<TaskRun> {
     let eos_ids = eos_ids(model);
-    let eos_str: Option<String> = eos_ids.first().and_then(|&i| model.tokenizer().id_to_token(i));
-    let mut run = TaskRun { docs: vec![], lls: vec![], generations: vec![], metrics: vec![], partial: false };
+    let eos_str: Option<String> = eos_ids
+        .first()
+        .and_then(|&i| model.tokenizer().id_to_token(i));
+    let mut run = TaskRun {
+        docs: vec![],
+        lls: vec![],
+        generations: vec![],
+        metrics: vec![],
+        partial: false,
+    };
     for doc in docs {
         if stop.load(Ordering::SeqCst) {
             run.partial = true;
@@ -132,14 +178,19 @@ pub fn evaluate(
             .iter()
             .map(|r| encode_pair(model.tokenizer(), r, eos_ids.first().copied()))
             .collect::<Result<_>>()?;
-        let missing: Vec<usize> = (0..toks.len()).filter(|&i| cache.get(&toks[i]).is_none()).collect();
+        let missing: Vec<usize> = (0..toks.len())
+            .filter(|&i| cache.get(&toks[i]).is_none())
+            .collect();
         cache.hits += toks.len() - missing.len();
         if !missing.is_empty() {
             let group: Vec<TokenRequest> = missing.iter().map(|&i| toks[i].clone()).collect();
             let out = model.loglikelihood(&group)?;
             for (r, l) in group.iter().zip(out) {
                 if !l.logprob.is_finite() {
-                    return Err(Error::task(&task.name, format!("doc {}: model returned a non-finite log-likelihood", doc.id)));
+                    return Err(Error::task(
+                        &task.name,
+                        format!("doc {}: model returned a non-finite log-likelihood", doc.id),
+                    ));
                 }
                 cache.put(r, l)?;
             }
@@ -161,9 +212,22 @@ pub fn evaluate(
 
 fn eos_ids(model: &dyn LanguageModel) -> Vec<u32> {
     let fp = model.fingerprint();
-    let mut ids: Vec<u32> = fp["eos_token_ids"].as_array().map(|a| a.iter().filter_map(|x| x.as_u64().map(|v| v as u32)).collect()).unwrap_or_default();
+    let mut ids: Vec<u32> = fp["eos_token_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64().map(|v| v as u32))
+                .collect()
+        })
+        .unwrap_or_default();
     if ids.is_empty() {
-        for t in ["<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>", "<|end_of_text|>"] {
+        for t in [
+            "<|im_end|>",
+            "<|endoftext|>",
+            "</s>",
+            "<|eot_id|>",
+            "<|end_of_text|>",
+        ] {
             if let Some(i) = model.tokenizer().token_to_id(t) {
                 ids.push(i);
                 break;
@@ -175,13 +239,22 @@ fn eos_ids(model: &dyn LanguageModel) -> Vec<u32> {
 
 /// TASKS_SPEC §1.4: greedy from the unstripped context (no BOS), stop at EOS or a stop string,
 /// decode skipping special tokens, cut at the first EOS string.
-fn generate_one(model: &mut dyn LanguageModel, g: &crate::doc::GenRequest, eos: &[u32], eos_str: Option<&str>) -> Result<String> {
+fn generate_one(
+    model: &mut dyn LanguageModel,
+    g: &crate::doc::GenRequest,
+    eos: &[u32],
+    eos_str: Option<&str>,
+) -> Result<String> {
     let prompt = tokenizer::encode(model.tokenizer(), &g.context)?;
     let mut stops = g.until.clone();
     if let Some(e) = eos_str {
         stops.push(e.to_string());
     }
-    let opts = GenOptions { max_new_tokens: g.max_new_tokens, stop_tokens: eos.to_vec(), stop_strings: stops.clone() };
+    let opts = GenOptions {
+        max_new_tokens: g.max_new_tokens,
+        stop_tokens: eos.to_vec(),
+        stop_strings: stops.clone(),
+    };
     let ids = model.generate(&[prompt], &opts)?.remove(0);
     let mut text = tokenizer::decode(model.tokenizer(), &ids, true)?;
     for s in &stops {

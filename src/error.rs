@@ -27,13 +27,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn file(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> Self {
-        Error::File { path: path.into(), msg: msg.to_string() }
+        Error::File {
+            path: path.into(),
+            msg: msg.to_string(),
+        }
     }
     pub fn data(dataset: impl std::fmt::Display, msg: impl std::fmt::Display) -> Self {
-        Error::Data { dataset: dataset.to_string(), msg: msg.to_string() }
+        Error::Data {
+            dataset: dataset.to_string(),
+            msg: msg.to_string(),
+        }
     }
     pub fn task(task: impl std::fmt::Display, msg: impl std::fmt::Display) -> Self {
-        Error::Task { task: task.to_string(), msg: msg.to_string() }
+        Error::Task {
+            task: task.to_string(),
+            msg: msg.to_string(),
+        }
     }
     pub fn model(msg: impl std::fmt::Display) -> Self {
         Error::Model(msg.to_string())

@@ -4,7 +4,9 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hermes-eval: error: {e:#}");
-            if e.downcast_ref::<hermes_eval::error::Error>().is_some_and(|e| matches!(e, hermes_eval::error::Error::Interrupted)) {
+            if e.downcast_ref::<hermes_eval::error::Error>()
+                .is_some_and(|e| matches!(e, hermes_eval::error::Error::Interrupted))
+            {
                 130
             } else {
                 1

@@ -9,7 +9,17 @@ use hermes_eval::model::candle_lm::CandleLm;
 use hermes_eval::model::load::{LoadOptions, QuantMode};
 use hermes_eval::model::LanguageModel;
 
-const TASKS: &[&str] = &["arc_easy", "arc_challenge", "boolq", "hellaswag", "openbookqa", "piqa", "winogrande", "truthfulqa_mc1", "truthfulqa_mc2"];
+const TASKS: &[&str] = &[
+    "arc_easy",
+    "arc_challenge",
+    "boolq",
+    "hellaswag",
+    "openbookqa",
+    "piqa",
+    "winogrande",
+    "truthfulqa_mc1",
+    "truthfulqa_mc2",
+];
 
 struct Case {
     task: String,
@@ -20,8 +30,15 @@ struct Case {
 fn cases(docs_per_task: usize) -> Vec<Case> {
     let mut out = vec![];
     for t in TASKS {
-        for d in read_jsonl(&shared().join(format!("reference/lm-eval-f32/{t}.jsonl"))).into_iter().take(docs_per_task) {
-            out.push(Case { task: t.to_string(), doc: d["doc_id"].as_u64().unwrap() as usize, reqs: d["requests"].as_array().unwrap().clone() });
+        for d in read_jsonl(&shared().join(format!("reference/lm-eval-f32/{t}.jsonl")))
+            .into_iter()
+            .take(docs_per_task)
+        {
+            out.push(Case {
+                task: t.to_string(),
+                doc: d["doc_id"].as_u64().unwrap() as usize,
+                reqs: d["requests"].as_array().unwrap().clone(),
+            });
         }
     }
     out
@@ -32,15 +49,40 @@ fn score(m: &mut CandleLm, c: &Case) -> Vec<f64> {
         .reqs
         .iter()
         .map(|r| {
-            let req = LoglikRequest { context: r["context"].as_str().unwrap().into(), continuation: r["continuation"].as_str().unwrap().into() };
+            let req = LoglikRequest {
+                context: r["context"].as_str().unwrap().into(),
+                continuation: r["continuation"].as_str().unwrap().into(),
+            };
             let tr = encode_pair(m.tokenizer(), &req, None).unwrap();
-            let ids = |k: &str| r[k].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-            assert_eq!(tr.context, ids("context_ids"), "{} doc {} context ids", c.task, c.doc);
-            assert_eq!(tr.continuation, ids("continuation_ids"), "{} doc {} continuation ids", c.task, c.doc);
+            let ids = |k: &str| {
+                r[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                tr.context,
+                ids("context_ids"),
+                "{} doc {} context ids",
+                c.task,
+                c.doc
+            );
+            assert_eq!(
+                tr.continuation,
+                ids("continuation_ids"),
+                "{} doc {} continuation ids",
+                c.task,
+                c.doc
+            );
             tr
         })
         .collect();
-    m.loglikelihood(&group).unwrap().iter().map(|l| l.logprob).collect()
+    m.loglikelihood(&group)
+        .unwrap()
+        .iter()
+        .map(|l| l.logprob)
+        .collect()
 }
 
 #[test]
@@ -51,7 +93,12 @@ fn f32_loglikelihoods_equal_lm_eval_within_1e3() {
         for (r, got) in c.reqs.iter().zip(score(&mut m, &c)) {
             let want = r["loglik"].as_f64().unwrap();
             worst = worst.max((got - want).abs());
-            assert!((got - want).abs() <= 1e-3, "{} doc {}: {got} vs lm-eval {want}", c.task, c.doc);
+            assert!(
+                (got - want).abs() <= 1e-3,
+                "{} doc {}: {got} vs lm-eval {want}",
+                c.task,
+                c.doc
+            );
             n += 1;
         }
     }
@@ -67,11 +114,27 @@ fn f32_pipeline_metrics_equal_lm_eval() {
     let reg = Registry::builtin().unwrap();
     let data = DataSource::mirror_only(hub());
     let stop = std::sync::atomic::AtomicBool::new(false);
-    for t in ["arc_easy", "arc_challenge", "boolq", "hellaswag", "openbookqa", "piqa", "winogrande"] {
+    for t in [
+        "arc_easy",
+        "arc_challenge",
+        "boolq",
+        "hellaswag",
+        "openbookqa",
+        "piqa",
+        "winogrande",
+    ] {
         let task = reg.task(t).unwrap();
         let refs = read_jsonl(&shared().join(format!("reference/lm-eval-f32/{t}.jsonl")));
         let docs = task.load_docs(&data, Some(refs.len())).unwrap();
-        let run = engine::evaluate(&mut m, task, docs, &mut engine::RequestCache::disabled(), &stop, |_| {}).unwrap();
+        let run = engine::evaluate(
+            &mut m,
+            task,
+            docs,
+            &mut engine::RequestCache::disabled(),
+            &stop,
+            |_| {},
+        )
+        .unwrap();
         for (i, r) in refs.iter().enumerate() {
             for (k, v) in r["metrics"].as_object().unwrap() {
                 assert_eq!(run.metrics[i][k], v.as_f64().unwrap(), "{t} doc {i} {k}");
@@ -89,11 +152,20 @@ fn f32_pipeline_metrics_equal_lm_eval() {
 #[test]
 #[ignore = "known deviation: Q4_1 agrees with llama.cpp only to ~0.3 (README, Known deviations)"]
 fn q4_1_loglikelihoods_agree_with_llama_cpp() {
-    let mut m = CandleLm::load(test_gguf().to_str().unwrap(), &LoadOptions { quant_mode: QuantMode::Native, ..Default::default() }).unwrap();
+    let mut m = CandleLm::load(
+        test_gguf().to_str().unwrap(),
+        &LoadOptions {
+            quant_mode: QuantMode::Native,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (mut n, mut ok, mut worst) = (0, 0, 0f64);
     for c in cases(12) {
         for (r, got) in c.reqs.iter().zip(score(&mut m, &c)) {
-            let Some(want) = r["llamacpp_q4_1"].as_f64() else { continue };
+            let Some(want) = r["llamacpp_q4_1"].as_f64() else {
+                continue;
+            };
             let d = (got - want).abs();
             worst = worst.max(d);
             n += 1;
@@ -129,11 +201,19 @@ fn q4_1_loglikelihoods_near_llama_cpp() {
     for c in cases(3) {
         for (r, got) in c.reqs.iter().zip(score(&mut m, &c)) {
             let want = r["llamacpp_q4_1"].as_f64().unwrap();
-            assert!((got - want).abs() < 1.0, "{} doc {}: {got} vs llama.cpp {want}", c.task, c.doc);
+            assert!(
+                (got - want).abs() < 1.0,
+                "{} doc {}: {got} vs llama.cpp {want}",
+                c.task,
+                c.doc
+            );
             sum += (got - want).abs();
             n += 1;
         }
     }
-    eprintln!("q4_1 vs llama.cpp: mean |Δ| = {:.3} over {n} requests", sum / n as f64);
+    eprintln!(
+        "q4_1 vs llama.cpp: mean |Δ| = {:.3} over {n} requests",
+        sum / n as f64
+    );
     assert!(sum / (n as f64) < 0.3);
 }

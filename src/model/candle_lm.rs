@@ -23,9 +23,26 @@ pub struct CandleLm {
 
 impl CandleLm {
     pub fn load(model: &str, opts: &LoadOptions) -> Result<Self> {
-        let Loaded { llama, tokenizer, name, fingerprint, chat_template, eos_token } = load(model, opts)?;
+        let Loaded {
+            llama,
+            tokenizer,
+            name,
+            fingerprint,
+            chat_template,
+            eos_token,
+        } = load(model, opts)?;
         let max_length = llama.cfg.max_position_embeddings;
-        Ok(Self { llama, tokenizer, name, fingerprint, chat_template, eos_token, batch_size: 16, prefill_chunk: 512, max_length })
+        Ok(Self {
+            llama,
+            tokenizer,
+            name,
+            fingerprint,
+            chat_template,
+            eos_token,
+            batch_size: 16,
+            prefill_chunk: 512,
+            max_length,
+        })
     }
 
     fn ids(rows: &[&[u32]], width: usize) -> Result<Tensor> {
@@ -65,7 +82,10 @@ fn prepare(r: &TokenRequest, max_length: usize) -> Result<Prepared> {
     let c = r.continuation.len().min(full.len() - 1);
     let targets = full[full.len() - c..].to_vec();
     full.pop();
-    Ok(Prepared { input: full, targets })
+    Ok(Prepared {
+        input: full,
+        targets,
+    })
 }
 
 impl LanguageModel for CandleLm {
@@ -83,23 +103,42 @@ impl LanguageModel for CandleLm {
     }
 
     fn loglikelihood(&mut self, group: &[TokenRequest]) -> Result<Vec<Loglik>> {
-        let reqs: Vec<Prepared> = group.iter().map(|r| prepare(r, self.max_length)).collect::<Result<_>>()?;
+        let reqs: Vec<Prepared> = group
+            .iter()
+            .map(|r| prepare(r, self.max_length))
+            .collect::<Result<_>>()?;
         if reqs.is_empty() {
             return Ok(vec![]);
         }
         // Shared prefix: common to every input and ending before the first scored position.
-        let mut p = reqs.iter().map(|r| r.input.len() - r.targets.len()).min().unwrap();
+        let mut p = reqs
+            .iter()
+            .map(|r| r.input.len() - r.targets.len())
+            .min()
+            .unwrap();
         let first = &reqs[0].input;
         for r in &reqs[1..] {
-            p = p.min(first.iter().zip(&r.input).take_while(|(a, b)| a == b).count());
+            p = p.min(
+                first
+                    .iter()
+                    .zip(&r.input)
+                    .take_while(|(a, b)| a == b)
+                    .count(),
+            );
         }
-        let cache = if p > 0 { Some(self.prefill(&first[..p], None)?) } else { None };
+        let cache = if p > 0 {
+            Some(self.prefill(&first[..p], None)?)
+        } else {
+            None
+        };
         let mut out = vec![None; reqs.len()];
         let idx: Vec<usize> = (0..reqs.len()).collect();
         for batch in idx.chunks(self.batch_size.max(1)) {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| &reqs[i].input[p..]).collect();
             let width = rows.iter().map(|r| r.len()).max().unwrap();
-            let (hidden, _) = self.llama.forward(&Self::ids(&rows, width)?, cache.as_ref(), false)?;
+            let (hidden, _) =
+                self.llama
+                    .forward(&Self::ids(&rows, width)?, cache.as_ref(), false)?;
             let hsize = hidden.dim(2)?;
             let flat = hidden.reshape((rows.len() * width, hsize))?;
             let mut sel = vec![];
@@ -124,7 +163,10 @@ impl LanguageModel for CandleLm {
                     greedy &= g;
                     at += 1;
                 }
-                out[i] = Some(Loglik { logprob: lp, is_greedy: greedy });
+                out[i] = Some(Loglik {
+                    logprob: lp,
+                    is_greedy: greedy,
+                });
             }
         }
         Ok(out.into_iter().map(|x| x.unwrap()).collect())

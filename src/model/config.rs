@@ -76,8 +76,8 @@ const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM"];
 
 impl LlamaConfig {
     pub fn from_hf_json(text: &str) -> Result<Self> {
-        let c: HfConfig = serde_json::from_str(text)
-            .map_err(|e| Error::model(format!("config.json: {e}")))?;
+        let c: HfConfig =
+            serde_json::from_str(text).map_err(|e| Error::model(format!("config.json: {e}")))?;
         let arch = c
             .architectures
             .as_ref()
@@ -98,7 +98,9 @@ impl LlamaConfig {
                 factor: rs.factor.unwrap_or(8.0),
                 low_freq_factor: rs.low_freq_factor.unwrap_or(1.0),
                 high_freq_factor: rs.high_freq_factor.unwrap_or(4.0),
-                original_max_position_embeddings: rs.original_max_position_embeddings.unwrap_or(8192),
+                original_max_position_embeddings: rs
+                    .original_max_position_embeddings
+                    .unwrap_or(8192),
             }),
             Some(rs) if matches!(rs.rope_type.as_deref(), None | Some("default")) => None,
             Some(rs) => {
@@ -179,7 +181,9 @@ impl LlamaConfig {
             vocab_size: vocab,
             tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
             sliding_window: u("attention.sliding_window").ok(),
-            bos_token_id: md_usize(ct, "tokenizer.ggml.bos_token_id").ok().map(|x| x as u32),
+            bos_token_id: md_usize(ct, "tokenizer.ggml.bos_token_id")
+                .ok()
+                .map(|x| x as u32),
             eos_token_ids: md_usize(ct, "tokenizer.ggml.eos_token_id")
                 .ok()
                 .map(|x| vec![x as u32])

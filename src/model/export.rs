@@ -15,7 +15,10 @@ use std::path::Path;
 fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
     let (rows, cols) = w.dims2()?;
     let hd = rows / heads;
-    Ok(w.reshape((heads, hd / 2, 2, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))?)
+    Ok(w.reshape((heads, hd / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
 }
 
 pub fn gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
@@ -30,7 +33,10 @@ pub fn gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
             .map_err(|e| Error::file(gguf, format!("tensor `{name}`: {e}")))?
             .dequantize(&Device::Cpu)?)
     };
-    tensors.insert("model.embed_tokens.weight".into(), load("token_embd.weight")?);
+    tensors.insert(
+        "model.embed_tokens.weight".into(),
+        load("token_embd.weight")?,
+    );
     tensors.insert("model.norm.weight".into(), load("output_norm.weight")?);
     if ct.tensor_infos.contains_key("output.weight") {
         tensors.insert("lm_head.weight".into(), load("output.weight")?);
@@ -40,8 +46,14 @@ pub fn gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
         let h = |s: &str| format!("model.layers.{i}.{s}.weight");
         tensors.insert(h("input_layernorm"), load(&g("attn_norm"))?);
         tensors.insert(h("post_attention_layernorm"), load(&g("ffn_norm"))?);
-        tensors.insert(h("self_attn.q_proj"), unpermute(&load(&g("attn_q"))?, cfg.num_attention_heads)?);
-        tensors.insert(h("self_attn.k_proj"), unpermute(&load(&g("attn_k"))?, cfg.num_key_value_heads)?);
+        tensors.insert(
+            h("self_attn.q_proj"),
+            unpermute(&load(&g("attn_q"))?, cfg.num_attention_heads)?,
+        );
+        tensors.insert(
+            h("self_attn.k_proj"),
+            unpermute(&load(&g("attn_k"))?, cfg.num_key_value_heads)?,
+        );
         tensors.insert(h("self_attn.v_proj"), load(&g("attn_v"))?);
         tensors.insert(h("self_attn.o_proj"), load(&g("attn_output"))?);
         tensors.insert(h("mlp.gate_proj"), load(&g("ffn_gate"))?);
@@ -49,7 +61,10 @@ pub fn gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
         tensors.insert(h("mlp.down_proj"), load(&g("ffn_down"))?);
     }
     candle_core::safetensors::save(&tensors, out.join("model.safetensors"))?;
-    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&cfg.to_hf_json())?)?;
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(&cfg.to_hf_json())?,
+    )?;
     tok.save(out.join("tokenizer.json"), false)
         .map_err(|e| Error::Tokenizer(format!("cannot write tokenizer.json: {e}")))?;
     let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i));
@@ -59,9 +74,16 @@ pub fn gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
         "eos_token": name(cfg.eos_token_ids.first().copied()),
         "model_max_length": cfg.max_position_embeddings,
     });
-    if let Some(t) = ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()) {
+    if let Some(t) = ct
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+    {
         tc["chat_template"] = t.clone().into();
     }
-    std::fs::write(out.join("tokenizer_config.json"), serde_json::to_string_pretty(&tc)?)?;
+    std::fs::write(
+        out.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&tc)?,
+    )?;
     Ok(())
 }

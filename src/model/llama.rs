@@ -126,20 +126,42 @@ impl Llama {
         let (b, s) = tokens.dims2()?;
         let p = past.map(|c| c.len()).unwrap_or(0);
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         let n_rep = nh / nkv;
         let (cos, sin) = self.rope_tables(p, s)?;
         let mask = self.mask(p, s, n_rep)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = cfg.rms_norm_eps as f32;
 
-        let mut x = self.embed.index_select(&tokens.flatten_all()?, 0)?.reshape((b, s, cfg.hidden_size))?;
+        let mut x = self
+            .embed
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, s, cfg.hidden_size))?;
         let mut new_cache = KvCache::default();
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer.q.forward(&h)?.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous()?;
-            let k = layer.k.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-            let v = layer.v.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+            let q = layer
+                .q
+                .forward(&h)?
+                .reshape((b, s, nh, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let k = layer
+                .k
+                .forward(&h)?
+                .reshape((b, s, nkv, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = layer
+                .v
+                .forward(&h)?
+                .reshape((b, s, nkv, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
             let q = self.rope(&q, &cos, &sin)?;
             let k = self.rope(&k, &cos, &sin)?;
             let (k, v) = match past {
@@ -148,9 +170,15 @@ impl Llama {
                     let (pk, pv) = if pk.dims()[0] == b {
                         (pk.clone(), pv.clone())
                     } else {
-                        (pk.broadcast_as((b, nkv, p, hd))?, pv.broadcast_as((b, nkv, p, hd))?)
+                        (
+                            pk.broadcast_as((b, nkv, p, hd))?,
+                            pv.broadcast_as((b, nkv, p, hd))?,
+                        )
                     };
-                    (Tensor::cat(&[&pk, &k], 2)?.contiguous()?, Tensor::cat(&[&pv, &v], 2)?.contiguous()?)
+                    (
+                        Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
+                        Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
+                    )
                 }
                 _ => (k, v),
             };
@@ -177,7 +205,10 @@ impl Llama {
 
     /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head.forward(hidden)?.to_dtype(DType::F32).map_err(Error::from)
+        self.lm_head
+            .forward(hidden)?
+            .to_dtype(DType::F32)
+            .map_err(Error::from)
     }
 }
 
@@ -191,7 +222,12 @@ pub fn logprob_at(row: &[f32], target: usize) -> (f64, bool) {
             arg = i;
         }
     }
-    let lse: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() + max as f64;
+    let lse: f64 = row
+        .iter()
+        .map(|&v| ((v - max) as f64).exp())
+        .sum::<f64>()
+        .ln()
+        + max as f64;
     (row[target] as f64 - lse, arg == target)
 }
 

@@ -33,15 +33,26 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { quant_mode: QuantMode::Native, dtype: DType::F32, tokenizer: None }
+        Self {
+            quant_mode: QuantMode::Native,
+            dtype: DType::F32,
+            tokenizer: None,
+        }
     }
 }
 
 /// What a model reference resolved to on disk.
 #[derive(Debug, Clone)]
 pub enum ModelFiles {
-    Gguf { path: PathBuf },
-    Hf { config: PathBuf, tokenizer: Option<PathBuf>, tokenizer_config: Option<PathBuf>, weights: Vec<PathBuf> },
+    Gguf {
+        path: PathBuf,
+    },
+    Hf {
+        config: PathBuf,
+        tokenizer: Option<PathBuf>,
+        tokenizer_config: Option<PathBuf>,
+        weights: Vec<PathBuf>,
+    },
 }
 
 pub struct Loaded {
@@ -59,7 +70,9 @@ pub fn resolve(model: &str) -> Result<ModelFiles> {
     let p = Path::new(model);
     if p.is_file() {
         if p.extension().is_some_and(|e| e == "gguf") {
-            return Ok(ModelFiles::Gguf { path: p.to_path_buf() });
+            return Ok(ModelFiles::Gguf {
+                path: p.to_path_buf(),
+            });
         }
         return Err(Error::file(p, "not a .gguf file or a model directory"));
     }
@@ -67,7 +80,9 @@ pub fn resolve(model: &str) -> Result<ModelFiles> {
         return resolve_dir(p);
     }
     if model.starts_with('.') || model.starts_with('/') || model.matches('/').count() == 0 {
-        return Err(Error::model(format!("`{model}`: no such file or directory, and not a hub id (org/name)")));
+        return Err(Error::model(format!(
+            "`{model}`: no such file or directory, and not a hub id (org/name)"
+        )));
     }
     resolve_hub(model)
 }
@@ -81,17 +96,29 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
             .collect();
         return match ggufs.as_slice() {
             [one] => Ok(ModelFiles::Gguf { path: one.clone() }),
-            [] => Err(Error::file(dir, "no config.json and no .gguf file in the model directory")),
-            _ => Err(Error::file(dir, "several .gguf files and no config.json: name the file")),
+            [] => Err(Error::file(
+                dir,
+                "no config.json and no .gguf file in the model directory",
+            )),
+            _ => Err(Error::file(
+                dir,
+                "several .gguf files and no config.json: name the file",
+            )),
         };
     }
     let index = dir.join("model.safetensors.index.json");
     let weights = if index.is_file() {
-        shard_files(&index)?.into_iter().map(|f| dir.join(f)).collect()
+        shard_files(&index)?
+            .into_iter()
+            .map(|f| dir.join(f))
+            .collect()
     } else if dir.join("model.safetensors").is_file() {
         vec![dir.join("model.safetensors")]
     } else {
-        return Err(Error::file(dir, "no model.safetensors or model.safetensors.index.json"));
+        return Err(Error::file(
+            dir,
+            "no model.safetensors or model.safetensors.index.json",
+        ));
     };
     let opt = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
     Ok(ModelFiles::Hf {
@@ -108,32 +135,43 @@ fn shard_files(index: &Path) -> Result<Vec<String>> {
     let map = v["weight_map"]
         .as_object()
         .ok_or_else(|| Error::file(index, "no weight_map"))?;
-    let files: BTreeSet<String> = map.values().filter_map(|x| x.as_str().map(String::from)).collect();
+    let files: BTreeSet<String> = map
+        .values()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect();
     Ok(files.into_iter().collect())
 }
 
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0" && v.to_lowercase() != "false")
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| !v.is_empty() && v != "0" && v.to_lowercase() != "false")
 }
 
 fn resolve_hub(id: &str) -> Result<ModelFiles> {
     let (repo_id, file) = match id.strip_suffix(".gguf") {
         Some(_) => {
             let mut parts = id.splitn(3, '/');
-            let (o, n, f) = (parts.next().unwrap(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (o, n, f) = (
+                parts.next().unwrap(),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
             (format!("{o}/{n}"), Some(f.to_string()))
         }
         None => (id.to_string(), None),
     };
     let repo = hf_hub::Repo::model(repo_id.clone());
-    let hint = "set HF_HUB_OFFLINE=1 to use only the local cache, or pass a local directory / .gguf file";
+    let hint =
+        "set HF_HUB_OFFLINE=1 to use only the local cache, or pass a local directory / .gguf file";
     let get: Box<dyn Fn(&str) -> Result<PathBuf>> = if offline() {
         let cache = hf_hub::Cache::from_env();
         let r = cache.repo(repo.clone());
         let rid = repo_id.clone();
         Box::new(move |f: &str| {
             r.get(f).ok_or_else(|| {
-                Error::model(format!("{rid}: `{f}` is not in the local hub cache and HF_HUB_OFFLINE is set"))
+                Error::model(format!(
+                    "{rid}: `{f}` is not in the local hub cache and HF_HUB_OFFLINE is set"
+                ))
             })
         })
     } else {
@@ -144,7 +182,8 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
         let r = api.repo(repo.clone());
         let rid = repo_id.clone();
         Box::new(move |f: &str| {
-            r.get(f).map_err(|e| Error::model(format!("{rid}: cannot fetch `{f}`: {e} ({hint})")))
+            r.get(f)
+                .map_err(|e| Error::model(format!("{rid}: cannot fetch `{f}`: {e} ({hint})")))
         })
     };
     if let Some(f) = file {
@@ -152,7 +191,10 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
     }
     let config = get("config.json")?;
     let weights = match get("model.safetensors.index.json") {
-        Ok(index) => shard_files(&index)?.iter().map(|f| get(f)).collect::<Result<Vec<_>>>()?,
+        Ok(index) => shard_files(&index)?
+            .iter()
+            .map(|f| get(f))
+            .collect::<Result<Vec<_>>>()?,
         Err(_) => vec![get("model.safetensors")?],
     };
     Ok(ModelFiles::Hf {
@@ -178,16 +220,31 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 fn model_name(path: &Path) -> String {
-    let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
-    stem.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+    let stem = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    stem.map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
 }
 
 pub fn load(model: &str, opts: &LoadOptions) -> Result<Loaded> {
     match resolve(model)? {
         ModelFiles::Gguf { path } => load_gguf(&path, model, opts),
-        ModelFiles::Hf { config, tokenizer, tokenizer_config, weights } => {
-            load_hf(model, &config, tokenizer.as_deref(), tokenizer_config.as_deref(), &weights, opts)
-        }
+        ModelFiles::Hf {
+            config,
+            tokenizer,
+            tokenizer_config,
+            weights,
+        } => load_hf(
+            model,
+            &config,
+            tokenizer.as_deref(),
+            tokenizer_config.as_deref(),
+            &weights,
+            opts,
+        ),
     }
 }
 
@@ -205,7 +262,9 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File)> {
         if end > len {
             return Err(Error::file(
                 path,
-                format!("truncated GGUF: tensor `{name}` needs bytes up to {end}, the file has {len}"),
+                format!(
+                    "truncated GGUF: tensor `{name}` needs bytes up to {end}, the file has {len}"
+                ),
             ));
         }
     }
@@ -230,11 +289,17 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
     let mut linear = |name: &str, get: &mut dyn FnMut(&str) -> Result<QTensor>| -> Result<Weight> {
         let qt = get(name)?;
         dtypes.insert(format!("{:?}", qt.dtype()));
-        let is_float = matches!(qt.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        let is_float = matches!(
+            qt.dtype(),
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+        );
         Ok(if is_float || opts.quant_mode == QuantMode::Dequantize {
             Weight::Dense(qt.dequantize(&Device::Cpu)?)
         } else {
-            Weight::Quant(QuantWeight::from_qtensor(&qt).map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))?)
+            Weight::Quant(
+                QuantWeight::from_qtensor(&qt)
+                    .map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))?,
+            )
         })
     };
     let embed = dense("token_embd.weight", &mut get)?;
@@ -254,7 +319,11 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
         });
     }
     let norm = dense("output_norm.weight", &mut get)?;
-    let head_name = if ct.tensor_infos.contains_key("output.weight") { "output.weight" } else { "token_embd.weight" };
+    let head_name = if ct.tensor_infos.contains_key("output.weight") {
+        "output.weight"
+    } else {
+        "token_embd.weight"
+    };
     let lm_head = linear(head_name, &mut get)?;
     let rope_freq_factors = if ct.tensor_infos.contains_key("rope_freqs.weight") {
         Some(dense("rope_freqs.weight", &mut get)?.to_vec1::<f32>()?)
@@ -266,7 +335,10 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
         .get("tokenizer.chat_template")
         .and_then(|v| v.to_string().ok())
         .map(|s| serde_json::Value::String(s.clone()));
-    let eos_token = cfg.eos_token_ids.first().and_then(|&id| tok.id_to_token(id));
+    let eos_token = cfg
+        .eos_token_ids
+        .first()
+        .and_then(|&id| tok.id_to_token(id));
     let fingerprint = serde_json::json!({
         "source": model_ref,
         "path": path.display().to_string(),
@@ -282,7 +354,15 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
         "tokenizer": if opts.tokenizer.is_some() { "tokenizer.json (--tokenizer)" } else { "GGUF metadata" },
     });
     Ok(Loaded {
-        llama: Llama { cfg, embed, layers, norm, lm_head, interleaved_rope: true, rope_freq_factors },
+        llama: Llama {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            interleaved_rope: true,
+            rope_freq_factors,
+        },
         tokenizer: tok,
         name: model_name(path),
         fingerprint,
@@ -299,12 +379,19 @@ fn load_hf(
     weights: &[PathBuf],
     opts: &LoadOptions,
 ) -> Result<Loaded> {
-    let cfg = LlamaConfig::from_hf_json(&std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?)
-        .map_err(|e| Error::file(config, e))?;
+    let cfg = LlamaConfig::from_hf_json(
+        &std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?,
+    )
+    .map_err(|e| Error::file(config, e))?;
     let tok = match (&opts.tokenizer, tok_path) {
         (Some(t), _) => tokenizer::from_file(t)?,
         (None, Some(t)) => tokenizer::from_file(t)?,
-        (None, None) => return Err(Error::file(config.parent().unwrap_or(config), "no tokenizer.json (pass --tokenizer)")),
+        (None, None) => {
+            return Err(Error::file(
+                config.parent().unwrap_or(config),
+                "no tokenizer.json (pass --tokenizer)",
+            ))
+        }
     };
     for w in weights {
         if !w.is_file() {
@@ -312,11 +399,22 @@ fn load_hf(
         }
     }
     // SAFETY: the files are memory-mapped read-only; we do not modify them while mapped.
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(weights) }.map_err(|e| {
-        Error::model(format!("{}: invalid safetensors file: {e}", weights.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")))
-    })?;
+    let st =
+        unsafe { candle_core::safetensors::MmapedSafetensors::multi(weights) }.map_err(|e| {
+            Error::model(format!(
+                "{}: invalid safetensors file: {e}",
+                weights
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
     let get = |name: &str, dt: DType| -> Result<Tensor> {
-        Ok(st.load(name, &Device::Cpu).map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?.to_dtype(dt)?)
+        Ok(st
+            .load(name, &Device::Cpu)
+            .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?
+            .to_dtype(dt)?)
     };
     let lin = |name: &str| -> Result<Weight> { Ok(Weight::Dense(get(name, opts.dtype)?)) };
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -342,16 +440,25 @@ fn load_hf(
     };
     let norm = get("model.norm.weight", DType::F32)?;
     let tc: Option<serde_json::Value> = match tok_config {
-        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p)?).map_err(|e| Error::file(p, e))?),
+        Some(p) => Some(
+            serde_json::from_str(&std::fs::read_to_string(p)?).map_err(|e| Error::file(p, e))?,
+        ),
         None => None,
     };
     let chat_template = tc.as_ref().and_then(|v| v.get("chat_template").cloned());
     let eos_token = tc
         .as_ref()
         .and_then(|v| v.get("eos_token"))
-        .and_then(|e| e.as_str().or_else(|| e.get("content").and_then(|c| c.as_str())))
+        .and_then(|e| {
+            e.as_str()
+                .or_else(|| e.get("content").and_then(|c| c.as_str()))
+        })
         .map(String::from)
-        .or_else(|| cfg.eos_token_ids.first().and_then(|&id| tok.id_to_token(id)));
+        .or_else(|| {
+            cfg.eos_token_ids
+                .first()
+                .and_then(|&id| tok.id_to_token(id))
+        });
     let mut hashes = vec![];
     for w in weights {
         hashes.push(sha256_file(w)?);
@@ -367,9 +474,25 @@ fn load_hf(
         "compute": format!("{:?}", opts.dtype).to_lowercase(),
         "tokenizer": "tokenizer.json",
     });
-    let name = if Path::new(model_ref).exists() { model_name(dir) } else { model_ref.rsplit('/').next().unwrap_or(model_ref).to_string() };
+    let name = if Path::new(model_ref).exists() {
+        model_name(dir)
+    } else {
+        model_ref
+            .rsplit('/')
+            .next()
+            .unwrap_or(model_ref)
+            .to_string()
+    };
     Ok(Loaded {
-        llama: Llama { cfg, embed, layers, norm, lm_head, interleaved_rope: false, rope_freq_factors: None },
+        llama: Llama {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            interleaved_rope: false,
+            rope_freq_factors: None,
+        },
         tokenizer: tok,
         name,
         fingerprint,

@@ -76,7 +76,11 @@ impl QuantWeight {
         let dtype = qt.dtype();
         let bytes = qt.data()?;
         let kernel: Box<dyn Kernel> = match dtype {
-            GgmlDType::Q4_1 => Box::new(Q41Kernel { w: blocks::<BlockQ41>(&bytes, rows, cols)?, rows, cols }),
+            GgmlDType::Q4_1 => Box::new(Q41Kernel {
+                w: blocks::<BlockQ41>(&bytes, rows, cols)?,
+                rows,
+                cols,
+            }),
             GgmlDType::Q4_0 => Box::new(Generic::<BlockQ4_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_0 => Box::new(Generic::<BlockQ5_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_1 => Box::new(Generic::<BlockQ5_1>::new(&bytes, rows, cols)?),
@@ -88,13 +92,21 @@ impl QuantWeight {
             GgmlDType::Q6K => Box::new(Generic::<BlockQ6K>::new(&bytes, rows, cols)?),
             other => return Err(Error::model(format!("no quantized kernel for {other:?}"))),
         };
-        Ok(Self { rows, cols, dtype, kernel })
+        Ok(Self {
+            rows,
+            cols,
+            dtype,
+            kernel,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, k) = x.dims2()?;
         if k != self.cols {
-            return Err(Error::model(format!("matmul: input has {k} features, weight expects {}", self.cols)));
+            return Err(Error::model(format!(
+                "matmul: input has {k} features, weight expects {}",
+                self.cols
+            )));
         }
         let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let mut out = vec![0f32; n * self.rows];
@@ -192,7 +204,11 @@ fn quant_block_q8(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
 fn quantize_q8_1(x: &[f32]) -> Vec<BlockQ81> {
     x.chunks_exact(32)
         .map(|c| {
-            let mut b = BlockQ81 { d: f16::ZERO, s: f16::ZERO, qs: [0; 32] };
+            let mut b = BlockQ81 {
+                d: f16::ZERO,
+                s: f16::ZERO,
+                qs: [0; 32],
+            };
             let (d, sum) = quant_block_q8(c, &mut b.qs);
             b.d = f16::from_f32(d);
             b.s = f16::from_f32(d * sum as f32);
@@ -204,7 +220,10 @@ fn quantize_q8_1(x: &[f32]) -> Vec<BlockQ81> {
 fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ80> {
     x.chunks_exact(32)
         .map(|c| {
-            let mut b = BlockQ80 { d: f16::ZERO, qs: [0; 32] };
+            let mut b = BlockQ80 {
+                d: f16::ZERO,
+                qs: [0; 32],
+            };
             let (d, _) = quant_block_q8(c, &mut b.qs);
             b.d = f16::from_f32(d);
             b
@@ -223,7 +242,10 @@ struct Q41Kernel {
 impl Kernel for Q41Kernel {
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr = self.cols / 32;
-        let xq: Vec<BlockQ81> = x.par_chunks(self.cols).flat_map_iter(quantize_q8_1).collect();
+        let xq: Vec<BlockQ81> = x
+            .par_chunks(self.cols)
+            .flat_map_iter(quantize_q8_1)
+            .collect();
         for_each_dot(self.rows, n, out, |r, i| {
             vec_dot_q4_1_q8_1(&self.w[r * bpr..(r + 1) * bpr], &xq[i * bpr..(i + 1) * bpr])
         });
@@ -295,7 +317,11 @@ impl<T: GgmlType> Generic<T> {
                 T::BLCK_SIZE
             )));
         }
-        Ok(Self { w: blocks::<T>(bytes, rows, cols)?, rows, cols })
+        Ok(Self {
+            w: blocks::<T>(bytes, rows, cols)?,
+            rows,
+            cols,
+        })
     }
 }
 
@@ -317,10 +343,16 @@ impl<T: GgmlType> Kernel for Generic<T> {
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr_w = self.cols / T::BLCK_SIZE;
         let bpr_x = self.cols / T::VecDotType::BLCK_SIZE;
-        let xq: Vec<T::VecDotType> =
-            x.par_chunks(self.cols).flat_map_iter(quantize_act::<T::VecDotType>).collect();
+        let xq: Vec<T::VecDotType> = x
+            .par_chunks(self.cols)
+            .flat_map_iter(quantize_act::<T::VecDotType>)
+            .collect();
         for_each_dot(self.rows, n, out, |r, i| {
-            T::vec_dot(self.cols, &self.w[r * bpr_w..(r + 1) * bpr_w], &xq[i * bpr_x..(i + 1) * bpr_x])
+            T::vec_dot(
+                self.cols,
+                &self.w[r * bpr_w..(r + 1) * bpr_w],
+                &xq[i * bpr_x..(i + 1) * bpr_x],
+            )
         });
     }
 }
@@ -333,7 +365,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
             })
             .collect()
@@ -349,8 +383,16 @@ mod tests {
         let xt = Tensor::from_vec(x.clone(), (3, cols), &Device::Cpu).unwrap();
         let y = qw.forward(&xt).unwrap().to_vec2::<f32>().unwrap();
         // exact scalar reference of the same quantized arithmetic
-        let kern = Q41Kernel { w: blocks::<BlockQ41>(&qt.data().unwrap(), rows, cols).unwrap(), rows, cols };
-        let deq = qt.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let kern = Q41Kernel {
+            w: blocks::<BlockQ41>(&qt.data().unwrap(), rows, cols).unwrap(),
+            rows,
+            cols,
+        };
+        let deq = qt
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for i in 0..3 {
             let xq = quantize_q8_1(&x[i * cols..(i + 1) * cols]);
             for r in 0..rows {
@@ -366,12 +408,18 @@ mod tests {
     fn quantized_rows_do_not_depend_on_batch() {
         let (rows, cols) = (64, 256);
         let w = Tensor::from_vec(rand_vec(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
-        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+        for dt in [
+            GgmlDType::Q4_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
             let qw = QuantWeight::from_qtensor(&QTensor::quantize(&w, dt).unwrap()).unwrap();
             let x = rand_vec(40 * cols, 4);
             let all = Tensor::from_vec(x.clone(), (40, cols), &Device::Cpu).unwrap();
             let big = qw.forward(&all).unwrap().to_vec2::<f32>().unwrap();
-            let one = Tensor::from_vec(x[7 * cols..8 * cols].to_vec(), (1, cols), &Device::Cpu).unwrap();
+            let one =
+                Tensor::from_vec(x[7 * cols..8 * cols].to_vec(), (1, cols), &Device::Cpu).unwrap();
             let small = qw.forward(&one).unwrap().to_vec2::<f32>().unwrap();
             assert_eq!(big[7], small[0], "{dt:?}");
         }

@@ -30,9 +30,13 @@ pub fn from_file(path: &Path) -> Result<Tokenizer> {
 }
 
 fn split_regex(re: &str) -> Result<PreTokenizerWrapper> {
-    Ok(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
-        .map_err(|e| Error::Tokenizer(e.to_string()))?
-        .into())
+    Ok(Split::new(
+        SplitPattern::Regex(re.into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| Error::Tokenizer(e.to_string()))?
+    .into())
 }
 
 /// The pre-tokenizer for a `tokenizer.ggml.pre` name, as in the model's original tokenizer.json
@@ -84,7 +88,8 @@ pub fn from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
             "GGUF tokenizer model `{model}` cannot be rebuilt from metadata (only byte-level BPE, `gpt2`); pass the model's tokenizer.json with --tokenizer"
         )));
     }
-    let pre = super::config::md_str(ct, "tokenizer.ggml.pre").unwrap_or_else(|_| "<missing>".into());
+    let pre =
+        super::config::md_str(ct, "tokenizer.ggml.pre").unwrap_or_else(|_| "<missing>".into());
     let Some((pre_tok, ignore_merges)) = pre_tokenizer(&pre)? else {
         return Err(Error::Tokenizer(format!(
             "unknown tokenizer.ggml.pre `{pre}` (known: {}); pass the model's tokenizer.json with --tokenizer",
@@ -100,7 +105,11 @@ pub fn from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
                 .ok_or_else(|| Error::Tokenizer(format!("invalid merge `{m}`")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .ignore_merges(ignore_merges)
@@ -110,10 +119,19 @@ pub fn from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
     tok.with_pre_tokenizer(Some(pre_tok));
     tok.with_decoder(Some(ByteLevelDecoder::new(true, true, true)));
     // Control tokens (type 3) are special; user-defined ones (type 4) are added tokens.
-    let types: Vec<i64> = match ct.metadata.get("tokenizer.ggml.token_type").and_then(|v| v.to_vec().ok()) {
+    let types: Vec<i64> = match ct
+        .metadata
+        .get("tokenizer.ggml.token_type")
+        .and_then(|v| v.to_vec().ok())
+    {
         Some(arr) => arr
             .iter()
-            .map(|x| x.to_i32().map(|v| v as i64).or_else(|_| x.to_u32().map(|v| v as i64)).unwrap_or(1))
+            .map(|x| {
+                x.to_i32()
+                    .map(|v| v as i64)
+                    .or_else(|_| x.to_u32().map(|v| v as i64))
+                    .unwrap_or(1)
+            })
             .collect(),
         None => vec![1; tokens.len()],
     };
@@ -141,5 +159,6 @@ pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 }
 
 pub fn decode(tok: &Tokenizer, ids: &[u32], skip_special: bool) -> Result<String> {
-    tok.decode(ids, skip_special).map_err(|e| Error::Tokenizer(e.to_string()))
+    tok.decode(ids, skip_special)
+        .map_err(|e| Error::Tokenizer(e.to_string()))
 }

@@ -9,7 +9,9 @@ pub fn repo() -> PathBuf {
 
 /// `../shared` beside the repository (dataset mirror and reference outputs).
 pub fn shared() -> PathBuf {
-    std::env::var_os("HERMES_EVAL_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"))
+    std::env::var_os("HERMES_EVAL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"))
 }
 
 pub fn hub() -> PathBuf {
@@ -26,7 +28,11 @@ pub fn test_gguf() -> PathBuf {
         let out = std::process::Command::new(repo().join("scripts/fetch-test-model.sh"))
             .output()
             .expect("run scripts/fetch-test-model.sh");
-        assert!(out.status.success(), "fetch-test-model failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fetch-test-model failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
     .clone()
