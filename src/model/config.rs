@@ -259,7 +259,7 @@ pub(crate) fn md_str(ct: &gguf_file::Content, key: &str) -> Result<String> {
         .get(key)
         .ok_or_else(|| Error::model(format!("GGUF metadata key `{key}` is missing")))?
         .to_string()
-        .map(|s| s.clone())
+        .cloned()
         .map_err(|_| Error::model(format!("GGUF metadata key `{key}` is not a string")))
 }
 

@@ -163,7 +163,8 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
     let repo = hf_hub::Repo::model(repo_id.clone());
     let hint =
         "set HF_HUB_OFFLINE=1 to use only the local cache, or pass a local directory / .gguf file";
-    let get: Box<dyn Fn(&str) -> Result<PathBuf>> = if offline() {
+    type Getter = Box<dyn Fn(&str) -> Result<PathBuf>>;
+    let get: Getter = if offline() {
         let cache = hf_hub::Cache::from_env();
         let r = cache.repo(repo.clone());
         let rid = repo_id.clone();

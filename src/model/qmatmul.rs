@@ -118,7 +118,7 @@ impl QuantWeight {
 /// Copy raw GGUF bytes into a vector of plain-old-data blocks.
 fn blocks<T>(bytes: &[u8], rows: usize, cols: usize) -> Result<Vec<T>> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(Error::model(format!(
             "quantized tensor [{rows}, {cols}]: {} bytes is not a whole number of {size}-byte blocks",
             bytes.len()
@@ -310,7 +310,7 @@ struct Generic<T: GgmlType> {
 
 impl<T: GgmlType> Generic<T> {
     fn new(bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
-        if cols % T::BLCK_SIZE != 0 {
+        if !cols.is_multiple_of(T::BLCK_SIZE) {
             return Err(Error::model(format!(
                 "{:?} weight rows of {cols} values are not whole blocks of {}",
                 T::DTYPE,
