@@ -8,11 +8,14 @@
 //!   ─▶ metrics (per-doc scores, aggregation) ─▶ report (card tables, results JSON, samples)
 //! ```
 pub mod awq;
+pub mod chat;
+pub mod cli;
 pub mod compare;
 pub mod data;
 pub mod doc;
 pub mod engine;
 pub mod error;
+pub mod fc;
 pub mod metrics;
 pub mod model;
 pub mod pystr;

@@ -36,3 +36,11 @@ pub trait LanguageModel {
     /// What was loaded: source, sha256 of the weights, dtype, compute path.
     fn fingerprint(&self) -> serde_json::Value;
 }
+
+pub mod candle_lm;
+pub mod config;
+pub mod export;
+pub mod llama;
+pub mod load;
+pub mod qmatmul;
+pub mod tokenizer;

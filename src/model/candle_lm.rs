@@ -1,0 +1,168 @@
+//! The candle backend of [`LanguageModel`]: scoring with a shared-prefix KV cache and batched
+//! continuations, and greedy generation.
+use super::llama::{logprob_at, KvCache, Llama};
+use super::load::{load, LoadOptions, Loaded};
+use super::{GenOptions, LanguageModel, TokenRequest};
+use crate::doc::Loglik;
+use crate::error::{Error, Result};
+use candle_core::{Device, Tensor};
+
+pub struct CandleLm {
+    pub llama: Llama,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub name: String,
+    pub fingerprint: serde_json::Value,
+    pub chat_template: Option<serde_json::Value>,
+    pub eos_token: Option<String>,
+    /// Rows per forward call when scoring a group's continuations.
+    pub batch_size: usize,
+    /// Longest prefix chunk run at once (bounds attention memory).
+    pub prefill_chunk: usize,
+    max_length: usize,
+}
+
+impl CandleLm {
+    pub fn load(model: &str, opts: &LoadOptions) -> Result<Self> {
+        let Loaded { llama, tokenizer, name, fingerprint, chat_template, eos_token } = load(model, opts)?;
+        let max_length = llama.cfg.max_position_embeddings;
+        Ok(Self { llama, tokenizer, name, fingerprint, chat_template, eos_token, batch_size: 16, prefill_chunk: 512, max_length })
+    }
+
+    fn ids(rows: &[&[u32]], width: usize) -> Result<Tensor> {
+        let mut flat = Vec::with_capacity(rows.len() * width);
+        for r in rows {
+            flat.extend_from_slice(r);
+            flat.extend(std::iter::repeat_n(0u32, width - r.len()));
+        }
+        Ok(Tensor::from_vec(flat, (rows.len(), width), &Device::Cpu)?)
+    }
+
+    /// Run `tokens` after `cache` in chunks, extending the cache.
+    fn prefill(&self, tokens: &[u32], mut cache: Option<KvCache>) -> Result<KvCache> {
+        for chunk in tokens.chunks(self.prefill_chunk.max(1)) {
+            let t = Self::ids(&[chunk], chunk.len())?;
+            let (_, c) = self.llama.forward(&t, cache.as_ref(), true)?;
+            cache = c;
+        }
+        Ok(cache.unwrap_or_default())
+    }
+}
+
+/// One request after TASKS_SPEC §1.3 step 4: the model input and the continuation tokens.
+struct Prepared {
+    input: Vec<u32>,
+    targets: Vec<u32>,
+}
+
+fn prepare(r: &TokenRequest, max_length: usize) -> Result<Prepared> {
+    if r.continuation.is_empty() {
+        return Err(Error::model("empty continuation"));
+    }
+    let mut full: Vec<u32> = r.context.iter().chain(&r.continuation).copied().collect();
+    if full.len() > max_length + 1 {
+        full.drain(..full.len() - (max_length + 1));
+    }
+    let c = r.continuation.len().min(full.len() - 1);
+    let targets = full[full.len() - c..].to_vec();
+    full.pop();
+    Ok(Prepared { input: full, targets })
+}
+
+impl LanguageModel for CandleLm {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
+    }
+    fn max_length(&self) -> usize {
+        self.max_length
+    }
+    fn fingerprint(&self) -> serde_json::Value {
+        self.fingerprint.clone()
+    }
+
+    fn loglikelihood(&mut self, group: &[TokenRequest]) -> Result<Vec<Loglik>> {
+        let reqs: Vec<Prepared> = group.iter().map(|r| prepare(r, self.max_length)).collect::<Result<_>>()?;
+        if reqs.is_empty() {
+            return Ok(vec![]);
+        }
+        // Shared prefix: common to every input and ending before the first scored position.
+        let mut p = reqs.iter().map(|r| r.input.len() - r.targets.len()).min().unwrap();
+        let first = &reqs[0].input;
+        for r in &reqs[1..] {
+            p = p.min(first.iter().zip(&r.input).take_while(|(a, b)| a == b).count());
+        }
+        let cache = if p > 0 { Some(self.prefill(&first[..p], None)?) } else { None };
+        let mut out = vec![None; reqs.len()];
+        let idx: Vec<usize> = (0..reqs.len()).collect();
+        for batch in idx.chunks(self.batch_size.max(1)) {
+            let rows: Vec<&[u32]> = batch.iter().map(|&i| &reqs[i].input[p..]).collect();
+            let width = rows.iter().map(|r| r.len()).max().unwrap();
+            let (hidden, _) = self.llama.forward(&Self::ids(&rows, width)?, cache.as_ref(), false)?;
+            let hsize = hidden.dim(2)?;
+            let flat = hidden.reshape((rows.len() * width, hsize))?;
+            let mut sel = vec![];
+            for (bi, &i) in batch.iter().enumerate() {
+                let r = &reqs[i];
+                let start = r.input.len() - r.targets.len() + 1 - 1 - p;
+                // positions start..start+len(targets) predict the targets
+                for k in 0..r.targets.len() {
+                    sel.push((bi * width + start + k) as u32);
+                }
+            }
+            let n = sel.len();
+            let rows_h = flat.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
+            let logits = self.llama.logits(&rows_h)?.to_vec2::<f32>()?;
+            let mut at = 0;
+            for &i in batch {
+                let r = &reqs[i];
+                let (mut lp, mut greedy) = (0f64, true);
+                for &t in &r.targets {
+                    let (l, g) = logprob_at(&logits[at], t as usize);
+                    lp += l;
+                    greedy &= g;
+                    at += 1;
+                }
+                out[i] = Some(Loglik { logprob: lp, is_greedy: greedy });
+            }
+        }
+        Ok(out.into_iter().map(|x| x.unwrap()).collect())
+    }
+
+    fn generate(&mut self, prompts: &[Vec<u32>], opts: &GenOptions) -> Result<Vec<Vec<u32>>> {
+        let mut results = Vec::with_capacity(prompts.len());
+        for prompt in prompts {
+            if prompt.is_empty() {
+                return Err(Error::model("generation needs a non-empty prompt"));
+            }
+            // Keep room for the new tokens (the harness truncates to max_length - max_gen_toks).
+            let keep = self.max_length.saturating_sub(opts.max_new_tokens).max(1);
+            let prompt = &prompt[prompt.len().saturating_sub(keep)..];
+            let mut cache = self.prefill(&prompt[..prompt.len() - 1], None)?;
+            let mut last = *prompt.last().unwrap();
+            let mut new = Vec::new();
+            while new.len() < opts.max_new_tokens {
+                let t = Self::ids(&[&[last]], 1)?;
+                let past = (!cache.is_empty()).then_some(&cache);
+                let (h, c) = self.llama.forward(&t, past, true)?;
+                cache = c.unwrap();
+                let logits = self.llama.logits(&h.reshape((1, h.dim(2)?))?)?;
+                let next = super::llama::last_dim_argmax(&logits)?;
+                if opts.stop_tokens.contains(&next) {
+                    break;
+                }
+                new.push(next);
+                last = next;
+                if !opts.stop_strings.is_empty() {
+                    let text = super::tokenizer::decode(&self.tokenizer, &new, false)?;
+                    if opts.stop_strings.iter().any(|s| text.contains(s.as_str())) {
+                        break;
+                    }
+                }
+            }
+            results.push(new);
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,200 @@
+//! Our own Llama/Mistral forward pass: hidden states at every position (scoring needs them all,
+//! candle-transformers' stock models keep only the last), batched rows that share a cached
+//! prefix, and an explicit KV cache that can be snapshotted and rolled back.
+use super::config::LlamaConfig;
+use super::qmatmul::Weight;
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor, D};
+
+pub struct Layer {
+    pub attn_norm: Tensor,
+    pub q: Weight,
+    pub k: Weight,
+    pub v: Weight,
+    pub o: Weight,
+    pub ffn_norm: Tensor,
+    pub gate: Weight,
+    pub up: Weight,
+    pub down: Weight,
+}
+
+pub struct Llama {
+    pub cfg: LlamaConfig,
+    /// Token embedding table `[vocab, hidden]`, f32.
+    pub embed: Tensor,
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,
+    pub lm_head: Weight,
+    /// GGUF stores Q/K rows permuted for interleaved (GPT-J style) RoPE; Hugging Face weights use
+    /// the rotate-half form. Both compute the same attention.
+    pub interleaved_rope: bool,
+    /// Per-frequency divisors (GGUF `rope_freqs.weight`, Llama 3.1 scaling), if any.
+    pub rope_freq_factors: Option<Vec<f32>>,
+}
+
+/// Keys and values of every layer, `[batch, kv_heads, len, head_dim]` each.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.layers.first().map(|(k, _)| k.dims()[2]).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A snapshot is the cache length; rolling back drops every position after it.
+    pub fn snapshot(&self) -> usize {
+        self.len()
+    }
+    pub fn rollback_to(&mut self, len: usize) -> Result<()> {
+        if len > self.len() {
+            return Err(Error::model("kv cache: cannot roll forward"));
+        }
+        for (k, v) in self.layers.iter_mut() {
+            *k = k.narrow(2, 0, len)?;
+            *v = v.narrow(2, 0, len)?;
+        }
+        Ok(())
+    }
+}
+
+impl Llama {
+    fn rope_tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let mut inv = self.cfg.inv_freq();
+        if let Some(f) = &self.rope_freq_factors {
+            for (x, d) in inv.iter_mut().zip(f) {
+                *x /= *d;
+            }
+        }
+        let half = inv.len();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in start..start + len {
+            for &f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok((
+            Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
+            Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
+        ))
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        Ok(if self.interleaved_rope {
+            candle_nn::rotary_emb::rope_i(x, cos, sin)?
+        } else {
+            candle_nn::rotary_emb::rope(x, cos, sin)?
+        })
+    }
+
+    /// Additive attention mask for `s` query positions after `past` cached ones, each query row
+    /// repeated `n_rep` times (grouped-query heads are folded into the row dimension).
+    fn mask(&self, past: usize, s: usize, n_rep: usize) -> Result<Tensor> {
+        let t = past + s;
+        let window = self.cfg.sliding_window;
+        let mut m = vec![0f32; n_rep * s * t];
+        for r in 0..n_rep {
+            for i in 0..s {
+                let q = past + i;
+                let row = &mut m[(r * s + i) * t..(r * s + i + 1) * t];
+                for (j, x) in row.iter_mut().enumerate() {
+                    let too_old = window.is_some_and(|w| j + w <= q);
+                    if j > q || too_old {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(m, (n_rep * s, t), &Device::Cpu)?)
+    }
+
+    /// Run `tokens` (`[b, s]`, u32) after the cached positions in `past` (batch 1 — shared by
+    /// every row — or b). Returns the final-normed hidden states `[b, s, hidden]` and, when
+    /// `keep_cache`, the cache extended by these positions.
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        past: Option<&KvCache>,
+        keep_cache: bool,
+    ) -> Result<(Tensor, Option<KvCache>)> {
+        let (b, s) = tokens.dims2()?;
+        let p = past.map(|c| c.len()).unwrap_or(0);
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let n_rep = nh / nkv;
+        let (cos, sin) = self.rope_tables(p, s)?;
+        let mask = self.mask(p, s, n_rep)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let eps = cfg.rms_norm_eps as f32;
+
+        let mut x = self.embed.index_select(&tokens.flatten_all()?, 0)?.reshape((b, s, cfg.hidden_size))?;
+        let mut new_cache = KvCache::default();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let q = layer.q.forward(&h)?.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous()?;
+            let k = layer.k.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+            let v = layer.v.forward(&h)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+            let q = self.rope(&q, &cos, &sin)?;
+            let k = self.rope(&k, &cos, &sin)?;
+            let (k, v) = match past {
+                Some(c) if p > 0 => {
+                    let (pk, pv) = &c.layers[li];
+                    let (pk, pv) = if pk.dims()[0] == b {
+                        (pk.clone(), pv.clone())
+                    } else {
+                        (pk.broadcast_as((b, nkv, p, hd))?, pv.broadcast_as((b, nkv, p, hd))?)
+                    };
+                    (Tensor::cat(&[&pk, &k], 2)?.contiguous()?, Tensor::cat(&[&pv, &v], 2)?.contiguous()?)
+                }
+                _ => (k, v),
+            };
+            let t = k.dims()[2];
+            // Fold the n_rep query heads of each kv head into rows: [b, nkv, n_rep*s, hd].
+            let qf = (q * scale)?.reshape((b, nkv, n_rep * s, hd))?;
+            let att = qf.matmul(&k.t()?)?.broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v.contiguous()?)?.reshape((b, nh, s, hd))?; // from [b, nkv, n_rep*s, hd]
+            let y = y.transpose(1, 2)?.reshape((b, s, nh * hd))?;
+            debug_assert_eq!(t, p + s);
+            if keep_cache {
+                new_cache.layers.push((k, v));
+            }
+            x = (x + layer.o.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+            let u = layer.up.forward(&h)?;
+            x = (x + layer.down.forward(&(g * u)?)?)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        Ok((x, keep_cache.then_some(new_cache)))
+    }
+
+    /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)?.to_dtype(DType::F32).map_err(Error::from)
+    }
+}
+
+/// Log-softmax of one row, evaluated at `target`, and whether `target` is the row's argmax.
+pub fn logprob_at(row: &[f32], target: usize) -> (f64, bool) {
+    let mut max = f32::NEG_INFINITY;
+    let mut arg = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > max {
+            max = v;
+            arg = i;
+        }
+    }
+    let lse: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() + max as f64;
+    (row[target] as f64 - lse, arg == target)
+}
+
+pub fn last_dim_argmax(t: &Tensor) -> Result<u32> {
+    Ok(t.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?[0])
+}

@@ -1,0 +1,379 @@
+//! Finding and loading model files: a `.gguf` file, a Hugging Face model directory (config.json,
+//! tokenizer.json, single or sharded safetensors), or a hub id fetched through hf-hub's cache
+//! (HF_HOME, HF_ENDPOINT and HF_HUB_OFFLINE honoured).
+use super::config::LlamaConfig;
+use super::llama::{Layer, Llama};
+use super::qmatmul::{QuantWeight, Weight};
+use super::tokenizer;
+use crate::error::{Error, Result};
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// How quantized GGUF weights are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantMode {
+    /// Quantized weights × 8-bit-quantized activations, as llama.cpp computes them (default).
+    Native,
+    /// Weights dequantized to f32 at load (faster here, not what a deployment computes).
+    Dequantize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub quant_mode: QuantMode,
+    /// dtype dense safetensors weights are kept in (f32 by default).
+    pub dtype: DType,
+    /// A tokenizer.json overriding the one of the model (required for SentencePiece GGUFs).
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { quant_mode: QuantMode::Native, dtype: DType::F32, tokenizer: None }
+    }
+}
+
+/// What a model reference resolved to on disk.
+#[derive(Debug, Clone)]
+pub enum ModelFiles {
+    Gguf { path: PathBuf },
+    Hf { config: PathBuf, tokenizer: Option<PathBuf>, tokenizer_config: Option<PathBuf>, weights: Vec<PathBuf> },
+}
+
+pub struct Loaded {
+    pub llama: Llama,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub name: String,
+    pub fingerprint: serde_json::Value,
+    /// Chat template (tokenizer_config.json `chat_template` or GGUF `tokenizer.chat_template`).
+    pub chat_template: Option<serde_json::Value>,
+    pub eos_token: Option<String>,
+}
+
+/// Resolve `--model`: a .gguf file, a directory, or a hub id (`org/name`, or `org/name/file.gguf`).
+pub fn resolve(model: &str) -> Result<ModelFiles> {
+    let p = Path::new(model);
+    if p.is_file() {
+        if p.extension().is_some_and(|e| e == "gguf") {
+            return Ok(ModelFiles::Gguf { path: p.to_path_buf() });
+        }
+        return Err(Error::file(p, "not a .gguf file or a model directory"));
+    }
+    if p.is_dir() {
+        return resolve_dir(p);
+    }
+    if model.starts_with('.') || model.starts_with('/') || model.matches('/').count() == 0 {
+        return Err(Error::model(format!("`{model}`: no such file or directory, and not a hub id (org/name)")));
+    }
+    resolve_hub(model)
+}
+
+fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
+    let config = dir.join("config.json");
+    if !config.is_file() {
+        let ggufs: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .collect();
+        return match ggufs.as_slice() {
+            [one] => Ok(ModelFiles::Gguf { path: one.clone() }),
+            [] => Err(Error::file(dir, "no config.json and no .gguf file in the model directory")),
+            _ => Err(Error::file(dir, "several .gguf files and no config.json: name the file")),
+        };
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let weights = if index.is_file() {
+        shard_files(&index)?.into_iter().map(|f| dir.join(f)).collect()
+    } else if dir.join("model.safetensors").is_file() {
+        vec![dir.join("model.safetensors")]
+    } else {
+        return Err(Error::file(dir, "no model.safetensors or model.safetensors.index.json"));
+    };
+    let opt = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
+    Ok(ModelFiles::Hf {
+        config,
+        tokenizer: opt("tokenizer.json"),
+        tokenizer_config: opt("tokenizer_config.json"),
+        weights,
+    })
+}
+
+fn shard_files(index: &Path) -> Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index)?)
+        .map_err(|e| Error::file(index, e))?;
+    let map = v["weight_map"]
+        .as_object()
+        .ok_or_else(|| Error::file(index, "no weight_map"))?;
+    let files: BTreeSet<String> = map.values().filter_map(|x| x.as_str().map(String::from)).collect();
+    Ok(files.into_iter().collect())
+}
+
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0" && v.to_lowercase() != "false")
+}
+
+fn resolve_hub(id: &str) -> Result<ModelFiles> {
+    let (repo_id, file) = match id.strip_suffix(".gguf") {
+        Some(_) => {
+            let mut parts = id.splitn(3, '/');
+            let (o, n, f) = (parts.next().unwrap(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            (format!("{o}/{n}"), Some(f.to_string()))
+        }
+        None => (id.to_string(), None),
+    };
+    let repo = hf_hub::Repo::model(repo_id.clone());
+    let hint = "set HF_HUB_OFFLINE=1 to use only the local cache, or pass a local directory / .gguf file";
+    let get: Box<dyn Fn(&str) -> Result<PathBuf>> = if offline() {
+        let cache = hf_hub::Cache::from_env();
+        let r = cache.repo(repo.clone());
+        let rid = repo_id.clone();
+        Box::new(move |f: &str| {
+            r.get(f).ok_or_else(|| {
+                Error::model(format!("{rid}: `{f}` is not in the local hub cache and HF_HUB_OFFLINE is set"))
+            })
+        })
+    } else {
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .with_progress(false)
+            .build()
+            .map_err(|e| Error::model(format!("hub client: {e}")))?;
+        let r = api.repo(repo.clone());
+        let rid = repo_id.clone();
+        Box::new(move |f: &str| {
+            r.get(f).map_err(|e| Error::model(format!("{rid}: cannot fetch `{f}`: {e} ({hint})")))
+        })
+    };
+    if let Some(f) = file {
+        return Ok(ModelFiles::Gguf { path: get(&f)? });
+    }
+    let config = get("config.json")?;
+    let weights = match get("model.safetensors.index.json") {
+        Ok(index) => shard_files(&index)?.iter().map(|f| get(f)).collect::<Result<Vec<_>>>()?,
+        Err(_) => vec![get("model.safetensors")?],
+    };
+    Ok(ModelFiles::Hf {
+        config,
+        tokenizer: get("tokenizer.json").ok(),
+        tokenizer_config: get("tokenizer_config.json").ok(),
+        weights,
+    })
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn model_name(path: &Path) -> String {
+    let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
+    stem.map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+}
+
+pub fn load(model: &str, opts: &LoadOptions) -> Result<Loaded> {
+    match resolve(model)? {
+        ModelFiles::Gguf { path } => load_gguf(&path, model, opts),
+        ModelFiles::Hf { config, tokenizer, tokenizer_config, weights } => {
+            load_hf(model, &config, tokenizer.as_deref(), tokenizer_config.as_deref(), &weights, opts)
+        }
+    }
+}
+
+/// Read a GGUF header and check that every tensor lies inside the file.
+pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File)> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let len = f.metadata()?.len();
+    let ct = gguf_file::Content::read(&mut f)
+        .map_err(|e| Error::file(path, format!("not a valid GGUF file: {e}")))?;
+    for (name, info) in &ct.tensor_infos {
+        let n = info.shape.elem_count();
+        let bs = info.ggml_dtype.block_size();
+        let size = (n / bs * info.ggml_dtype.type_size()) as u64;
+        let end = ct.tensor_data_offset + info.offset + size;
+        if end > len {
+            return Err(Error::file(
+                path,
+                format!("truncated GGUF: tensor `{name}` needs bytes up to {end}, the file has {len}"),
+            ));
+        }
+    }
+    Ok((ct, f))
+}
+
+fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded> {
+    let (ct, mut f) = read_gguf(path)?;
+    let cfg = LlamaConfig::from_gguf(&ct).map_err(|e| Error::file(path, e))?;
+    let tok = match &opts.tokenizer {
+        Some(t) => tokenizer::from_file(t)?,
+        None => tokenizer::from_gguf(&ct).map_err(|e| Error::file(path, e))?,
+    };
+    let mut dtypes = BTreeSet::new();
+    let mut get = |name: &str| -> Result<QTensor> {
+        ct.tensor(&mut f, name, &Device::Cpu)
+            .map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))
+    };
+    let dense = |name: &str, get: &mut dyn FnMut(&str) -> Result<QTensor>| -> Result<Tensor> {
+        Ok(get(name)?.dequantize(&Device::Cpu)?)
+    };
+    let mut linear = |name: &str, get: &mut dyn FnMut(&str) -> Result<QTensor>| -> Result<Weight> {
+        let qt = get(name)?;
+        dtypes.insert(format!("{:?}", qt.dtype()));
+        let is_float = matches!(qt.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        Ok(if is_float || opts.quant_mode == QuantMode::Dequantize {
+            Weight::Dense(qt.dequantize(&Device::Cpu)?)
+        } else {
+            Weight::Quant(QuantWeight::from_qtensor(&qt).map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))?)
+        })
+    };
+    let embed = dense("token_embd.weight", &mut get)?;
+    let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+    for i in 0..cfg.num_hidden_layers {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        layers.push(Layer {
+            attn_norm: dense(&n("attn_norm"), &mut get)?,
+            q: linear(&n("attn_q"), &mut get)?,
+            k: linear(&n("attn_k"), &mut get)?,
+            v: linear(&n("attn_v"), &mut get)?,
+            o: linear(&n("attn_output"), &mut get)?,
+            ffn_norm: dense(&n("ffn_norm"), &mut get)?,
+            gate: linear(&n("ffn_gate"), &mut get)?,
+            up: linear(&n("ffn_up"), &mut get)?,
+            down: linear(&n("ffn_down"), &mut get)?,
+        });
+    }
+    let norm = dense("output_norm.weight", &mut get)?;
+    let head_name = if ct.tensor_infos.contains_key("output.weight") { "output.weight" } else { "token_embd.weight" };
+    let lm_head = linear(head_name, &mut get)?;
+    let rope_freq_factors = if ct.tensor_infos.contains_key("rope_freqs.weight") {
+        Some(dense("rope_freqs.weight", &mut get)?.to_vec1::<f32>()?)
+    } else {
+        None
+    };
+    let chat_template = ct
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .map(|s| serde_json::Value::String(s.clone()));
+    let eos_token = cfg.eos_token_ids.first().and_then(|&id| tok.id_to_token(id));
+    let fingerprint = serde_json::json!({
+        "source": model_ref,
+        "path": path.display().to_string(),
+        "format": "gguf",
+        "sha256": sha256_file(path)?,
+        "architecture": cfg.architecture,
+        "eos_token_ids": cfg.eos_token_ids,
+        "weight_types": dtypes.into_iter().collect::<Vec<_>>(),
+        "compute": match opts.quant_mode {
+            QuantMode::Native => "quantized weights x q8 activations (llama.cpp CPU arithmetic)",
+            QuantMode::Dequantize => "weights dequantized to f32",
+        },
+        "tokenizer": if opts.tokenizer.is_some() { "tokenizer.json (--tokenizer)" } else { "GGUF metadata" },
+    });
+    Ok(Loaded {
+        llama: Llama { cfg, embed, layers, norm, lm_head, interleaved_rope: true, rope_freq_factors },
+        tokenizer: tok,
+        name: model_name(path),
+        fingerprint,
+        chat_template,
+        eos_token,
+    })
+}
+
+fn load_hf(
+    model_ref: &str,
+    config: &Path,
+    tok_path: Option<&Path>,
+    tok_config: Option<&Path>,
+    weights: &[PathBuf],
+    opts: &LoadOptions,
+) -> Result<Loaded> {
+    let cfg = LlamaConfig::from_hf_json(&std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?)
+        .map_err(|e| Error::file(config, e))?;
+    let tok = match (&opts.tokenizer, tok_path) {
+        (Some(t), _) => tokenizer::from_file(t)?,
+        (None, Some(t)) => tokenizer::from_file(t)?,
+        (None, None) => return Err(Error::file(config.parent().unwrap_or(config), "no tokenizer.json (pass --tokenizer)")),
+    };
+    for w in weights {
+        if !w.is_file() {
+            return Err(Error::file(w, "weight file is missing"));
+        }
+    }
+    // SAFETY: the files are memory-mapped read-only; we do not modify them while mapped.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(weights) }.map_err(|e| {
+        Error::model(format!("{}: invalid safetensors file: {e}", weights.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")))
+    })?;
+    let get = |name: &str, dt: DType| -> Result<Tensor> {
+        Ok(st.load(name, &Device::Cpu).map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?.to_dtype(dt)?)
+    };
+    let lin = |name: &str| -> Result<Weight> { Ok(Weight::Dense(get(name, opts.dtype)?)) };
+    let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        layers.push(Layer {
+            attn_norm: get(&format!("{p}.input_layernorm.weight"), DType::F32)?,
+            q: lin(&format!("{p}.self_attn.q_proj.weight"))?,
+            k: lin(&format!("{p}.self_attn.k_proj.weight"))?,
+            v: lin(&format!("{p}.self_attn.v_proj.weight"))?,
+            o: lin(&format!("{p}.self_attn.o_proj.weight"))?,
+            ffn_norm: get(&format!("{p}.post_attention_layernorm.weight"), DType::F32)?,
+            gate: lin(&format!("{p}.mlp.gate_proj.weight"))?,
+            up: lin(&format!("{p}.mlp.up_proj.weight"))?,
+            down: lin(&format!("{p}.mlp.down_proj.weight"))?,
+        });
+    }
+    let embed = get("model.embed_tokens.weight", DType::F32)?;
+    let lm_head = if cfg.tie_word_embeddings || st.get("lm_head.weight").is_err() {
+        Weight::Dense(embed.to_dtype(opts.dtype)?)
+    } else {
+        lin("lm_head.weight")?
+    };
+    let norm = get("model.norm.weight", DType::F32)?;
+    let tc: Option<serde_json::Value> = match tok_config {
+        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p)?).map_err(|e| Error::file(p, e))?),
+        None => None,
+    };
+    let chat_template = tc.as_ref().and_then(|v| v.get("chat_template").cloned());
+    let eos_token = tc
+        .as_ref()
+        .and_then(|v| v.get("eos_token"))
+        .and_then(|e| e.as_str().or_else(|| e.get("content").and_then(|c| c.as_str())))
+        .map(String::from)
+        .or_else(|| cfg.eos_token_ids.first().and_then(|&id| tok.id_to_token(id)));
+    let mut hashes = vec![];
+    for w in weights {
+        hashes.push(sha256_file(w)?);
+    }
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let fingerprint = serde_json::json!({
+        "source": model_ref,
+        "path": dir.display().to_string(),
+        "format": "safetensors",
+        "sha256": hashes,
+        "architecture": cfg.architecture,
+        "eos_token_ids": cfg.eos_token_ids,
+        "compute": format!("{:?}", opts.dtype).to_lowercase(),
+        "tokenizer": "tokenizer.json",
+    });
+    let name = if Path::new(model_ref).exists() { model_name(dir) } else { model_ref.rsplit('/').next().unwrap_or(model_ref).to_string() };
+    Ok(Loaded {
+        llama: Llama { cfg, embed, layers, norm, lm_head, interleaved_rope: false, rope_freq_factors: None },
+        tokenizer: tok,
+        name,
+        fingerprint,
+        chat_template,
+        eos_token,
+    })
+}

@@ -1,0 +1,379 @@
+//! Weights and matrix products.
+//!
+//! Quantized weights are multiplied the way llama.cpp's CPU backend does it: every activation row
+//! is quantized to the weight type's "vec-dot" format (Q8_1 for Q4_1, Q8_0 for Q4_0/Q8_0, Q8_K for
+//! the k-quants) and dotted with each weight row block by block. Each activation row is handled on
+//! its own, so a request's score never depends on what it is batched or padded with (candle's
+//! stock `QMatMul` switches kernels with the row count). Q4_1 gets a hand-written AVX2 kernel
+//! (candle 0.11 has no SIMD path for it); the other types use candle's `vec_dot`.
+use crate::error::{Error, Result};
+use candle_core::quantized::k_quants::{
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0, GgmlType,
+};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+/// A linear layer's weight, `[out_features, in_features]`.
+pub enum Weight {
+    /// Dense floating-point weight (f32, f16 or bf16); computed in that dtype by candle's gemm.
+    Dense(Tensor),
+    /// Quantized weight, computed with quantized activations.
+    Quant(QuantWeight),
+}
+
+impl Weight {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inner = *dims.last().unwrap();
+        let n = x.elem_count() / inner;
+        let x2 = x.reshape((n, inner))?;
+        let y = match self {
+            Weight::Dense(w) => {
+                let xd = x2.to_dtype(w.dtype())?;
+                xd.matmul(&w.t()?)?.to_dtype(DType::F32)?
+            }
+            Weight::Quant(q) => q.forward(&x2)?,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = y.dim(1)?;
+        Ok(y.reshape(out_dims)?)
+    }
+
+    pub fn out_features(&self) -> usize {
+        match self {
+            Weight::Dense(w) => w.dims()[0],
+            Weight::Quant(q) => q.rows,
+        }
+    }
+
+    pub fn kind(&self) -> String {
+        match self {
+            Weight::Dense(w) => format!("{:?}", w.dtype()).to_lowercase(),
+            Weight::Quant(q) => format!("{:?}", q.dtype).to_lowercase(),
+        }
+    }
+}
+
+trait Kernel: Send + Sync {
+    /// `out[i * rows + r] = dot(weight row r, x row i)` for `n` rows of `x` (`n * cols` floats).
+    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]);
+}
+
+pub struct QuantWeight {
+    pub rows: usize,
+    pub cols: usize,
+    pub dtype: GgmlDType,
+    kernel: Box<dyn Kernel>,
+}
+
+impl QuantWeight {
+    /// Take a quantized tensor of shape `[rows, cols]`.
+    pub fn from_qtensor(qt: &QTensor) -> Result<Self> {
+        let (rows, cols) = qt.shape().dims2()?;
+        let dtype = qt.dtype();
+        let bytes = qt.data()?;
+        let kernel: Box<dyn Kernel> = match dtype {
+            GgmlDType::Q4_1 => Box::new(Q41Kernel { w: blocks::<BlockQ41>(&bytes, rows, cols)?, rows, cols }),
+            GgmlDType::Q4_0 => Box::new(Generic::<BlockQ4_0>::new(&bytes, rows, cols)?),
+            GgmlDType::Q5_0 => Box::new(Generic::<BlockQ5_0>::new(&bytes, rows, cols)?),
+            GgmlDType::Q5_1 => Box::new(Generic::<BlockQ5_1>::new(&bytes, rows, cols)?),
+            GgmlDType::Q8_0 => Box::new(Generic::<BlockQ8_0>::new(&bytes, rows, cols)?),
+            GgmlDType::Q2K => Box::new(Generic::<BlockQ2K>::new(&bytes, rows, cols)?),
+            GgmlDType::Q3K => Box::new(Generic::<BlockQ3K>::new(&bytes, rows, cols)?),
+            GgmlDType::Q4K => Box::new(Generic::<BlockQ4K>::new(&bytes, rows, cols)?),
+            GgmlDType::Q5K => Box::new(Generic::<BlockQ5K>::new(&bytes, rows, cols)?),
+            GgmlDType::Q6K => Box::new(Generic::<BlockQ6K>::new(&bytes, rows, cols)?),
+            other => return Err(Error::model(format!("no quantized kernel for {other:?}"))),
+        };
+        Ok(Self { rows, cols, dtype, kernel })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, k) = x.dims2()?;
+        if k != self.cols {
+            return Err(Error::model(format!("matmul: input has {k} features, weight expects {}", self.cols)));
+        }
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; n * self.rows];
+        self.kernel.matmul(&xs, n, &mut out);
+        Ok(Tensor::from_vec(out, (n, self.rows), &Device::Cpu)?)
+    }
+}
+
+/// Copy raw GGUF bytes into a vector of plain-old-data blocks.
+fn blocks<T>(bytes: &[u8], rows: usize, cols: usize) -> Result<Vec<T>> {
+    let size = std::mem::size_of::<T>();
+    if bytes.len() % size != 0 {
+        return Err(Error::model(format!(
+            "quantized tensor [{rows}, {cols}]: {} bytes is not a whole number of {size}-byte blocks",
+            bytes.len()
+        )));
+    }
+    let n = bytes.len() / size;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    // SAFETY: the block types are `repr(C)` plain old data (integers and f16 only) and we copy
+    // exactly `n` whole blocks into freshly allocated, properly aligned storage.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, n * size);
+        v.set_len(n);
+    }
+    Ok(v)
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+const ROW_CHUNK: usize = 16;
+
+/// Run `dot(r, i)` for every weight row `r` and activation row `i`, in parallel over chunks of
+/// weight rows (a chunk stays in L1 while every activation row passes over it).
+fn for_each_dot(rows: usize, n: usize, out: &mut [f32], dot: impl Fn(usize, usize) -> f32 + Sync) {
+    assert_eq!(out.len(), rows * n);
+    let ptr = SendPtr(out.as_mut_ptr());
+    (0..rows.div_ceil(ROW_CHUNK)).into_par_iter().for_each(|c| {
+        let p = ptr;
+        let r0 = c * ROW_CHUNK;
+        let r1 = (r0 + ROW_CHUNK).min(rows);
+        for i in 0..n {
+            for r in r0..r1 {
+                // SAFETY: each (i, r) is written by exactly one task; the index is in bounds.
+                unsafe { *p.0.add(i * rows + r) = dot(r, i) };
+            }
+        }
+    });
+}
+
+// ---- activation quantizers, as llama.cpp's x86 (AVX2) `quantize_row_q8_0` / `_q8_1` ----------
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BlockQ41 {
+    d: f16,
+    m: f16,
+    qs: [u8; 16],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ41>() == std::mem::size_of::<BlockQ4_1>());
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BlockQ81 {
+    d: f16,
+    s: f16,
+    qs: [i8; 32],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BlockQ80 {
+    d: f16,
+    qs: [i8; 32],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ80>() == std::mem::size_of::<BlockQ8_0>());
+
+/// Scale 32 values to i8 like llama.cpp: d = max|x|/127, q = round-half-even(x·127/max|x|).
+fn quant_block_q8(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        let r = (v * id).round_ties_even() as i32;
+        *q = r as i8;
+        sum += r;
+    }
+    (d, sum)
+}
+
+fn quantize_q8_1(x: &[f32]) -> Vec<BlockQ81> {
+    x.chunks_exact(32)
+        .map(|c| {
+            let mut b = BlockQ81 { d: f16::ZERO, s: f16::ZERO, qs: [0; 32] };
+            let (d, sum) = quant_block_q8(c, &mut b.qs);
+            b.d = f16::from_f32(d);
+            b.s = f16::from_f32(d * sum as f32);
+            b
+        })
+        .collect()
+}
+
+fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ80> {
+    x.chunks_exact(32)
+        .map(|c| {
+            let mut b = BlockQ80 { d: f16::ZERO, qs: [0; 32] };
+            let (d, _) = quant_block_q8(c, &mut b.qs);
+            b.d = f16::from_f32(d);
+            b
+        })
+        .collect()
+}
+
+// ---- Q4_1 × Q8_1 ------------------------------------------------------------------------------
+
+struct Q41Kernel {
+    w: Vec<BlockQ41>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Kernel for Q41Kernel {
+    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        let bpr = self.cols / 32;
+        let xq: Vec<BlockQ81> = x.par_chunks(self.cols).flat_map_iter(quantize_q8_1).collect();
+        for_each_dot(self.rows, n, out, |r, i| {
+            vec_dot_q4_1_q8_1(&self.w[r * bpr..(r + 1) * bpr], &xq[i * bpr..(i + 1) * bpr])
+        });
+    }
+}
+
+fn vec_dot_q4_1_q8_1(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { vec_dot_q4_1_q8_1_avx2(x, y) };
+    }
+    vec_dot_q4_1_q8_1_scalar(x, y)
+}
+
+fn vec_dot_q4_1_q8_1_scalar(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
+    let mut sumf = 0f32;
+    for (xb, yb) in x.iter().zip(y) {
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            let v0 = (xb.qs[j] & 0x0F) as i32;
+            let v1 = (xb.qs[j] >> 4) as i32;
+            sumi += v0 * yb.qs[j] as i32 + v1 * yb.qs[j + 16] as i32;
+        }
+        sumf += xb.d.to_f32() * yb.d.to_f32() * sumi as f32 + xb.m.to_f32() * yb.s.to_f32();
+    }
+    sumf
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn vec_dot_q4_1_q8_1_avx2(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let mut summs = 0f32;
+    let low = _mm_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    for (xb, yb) in x.iter().zip(y) {
+        summs += xb.m.to_f32() * yb.s.to_f32();
+        let q = _mm_loadu_si128(xb.qs.as_ptr() as *const __m128i);
+        let lo = _mm_and_si128(q, low);
+        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+        let qx = _mm256_set_m128i(hi, lo);
+        let qy = _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i);
+        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy), ones);
+        let d = _mm256_set1_ps(xb.d.to_f32() * yb.d.to_f32());
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s) + summs
+}
+
+// ---- other types through candle's vec_dot ------------------------------------------------------
+
+struct Generic<T: GgmlType> {
+    w: Vec<T>,
+    rows: usize,
+    cols: usize,
+}
+
+impl<T: GgmlType> Generic<T> {
+    fn new(bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        if cols % T::BLCK_SIZE != 0 {
+            return Err(Error::model(format!(
+                "{:?} weight rows of {cols} values are not whole blocks of {}",
+                T::DTYPE,
+                T::BLCK_SIZE
+            )));
+        }
+        Ok(Self { w: blocks::<T>(bytes, rows, cols)?, rows, cols })
+    }
+}
+
+/// Quantize one activation row to `V`, with llama.cpp's rounding for Q8_0.
+fn quantize_act<V: GgmlType>(x: &[f32]) -> Vec<V> {
+    if V::DTYPE == GgmlDType::Q8_0 {
+        let q = quantize_q8_0(x);
+        // SAFETY: V is candle's BlockQ8_0, which has BlockQ80's size and field layout.
+        let mut q = std::mem::ManuallyDrop::new(q);
+        unsafe { Vec::from_raw_parts(q.as_mut_ptr() as *mut V, q.len(), q.capacity()) }
+    } else {
+        let mut out = vec![V::zeros(); x.len() / V::BLCK_SIZE];
+        V::from_float(x, &mut out);
+        out
+    }
+}
+
+impl<T: GgmlType> Kernel for Generic<T> {
+    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        let bpr_w = self.cols / T::BLCK_SIZE;
+        let bpr_x = self.cols / T::VecDotType::BLCK_SIZE;
+        let xq: Vec<T::VecDotType> =
+            x.par_chunks(self.cols).flat_map_iter(quantize_act::<T::VecDotType>).collect();
+        for_each_dot(self.rows, n, out, |r, i| {
+            T::vec_dot(self.cols, &self.w[r * bpr_w..(r + 1) * bpr_w], &xq[i * bpr_x..(i + 1) * bpr_x])
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn q4_1_avx2_matches_scalar_and_dequantized_product() {
+        let (rows, cols) = (40, 576);
+        let w = Tensor::from_vec(rand_vec(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
+        let qt = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let qw = QuantWeight::from_qtensor(&qt).unwrap();
+        let x = rand_vec(3 * cols, 2);
+        let xt = Tensor::from_vec(x.clone(), (3, cols), &Device::Cpu).unwrap();
+        let y = qw.forward(&xt).unwrap().to_vec2::<f32>().unwrap();
+        // exact scalar reference of the same quantized arithmetic
+        let kern = Q41Kernel { w: blocks::<BlockQ41>(&qt.data().unwrap(), rows, cols).unwrap(), rows, cols };
+        let deq = qt.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        for i in 0..3 {
+            let xq = quantize_q8_1(&x[i * cols..(i + 1) * cols]);
+            for r in 0..rows {
+                let s = vec_dot_q4_1_q8_1_scalar(&kern.w[r * 18..(r + 1) * 18], &xq);
+                assert!((s - y[i][r]).abs() < 1e-4, "{s} vs {}", y[i][r]);
+                let exact: f32 = deq[r].iter().zip(&x[i * cols..]).map(|(a, b)| a * b).sum();
+                assert!((exact - y[i][r]).abs() < 0.05, "{exact} vs {}", y[i][r]);
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_rows_do_not_depend_on_batch() {
+        let (rows, cols) = (64, 256);
+        let w = Tensor::from_vec(rand_vec(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
+        for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let qw = QuantWeight::from_qtensor(&QTensor::quantize(&w, dt).unwrap()).unwrap();
+            let x = rand_vec(40 * cols, 4);
+            let all = Tensor::from_vec(x.clone(), (40, cols), &Device::Cpu).unwrap();
+            let big = qw.forward(&all).unwrap().to_vec2::<f32>().unwrap();
+            let one = Tensor::from_vec(x[7 * cols..8 * cols].to_vec(), (1, cols), &Device::Cpu).unwrap();
+            let small = qw.forward(&one).unwrap().to_vec2::<f32>().unwrap();
+            assert_eq!(big[7], small[0], "{dt:?}");
+        }
+    }
+}

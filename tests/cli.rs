@@ -1,0 +1,113 @@
+//! The binary as a user runs it: end-to-end output, and bad input giving a one-line error with a
+//! non-zero exit (never a panic).
+mod common;
+use common::*;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hermes-eval"))
+}
+
+/// Run and return (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = bin().args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+fn assert_one_line_error(args: &[&str], needle: &str) {
+    let (code, _, err) = run(args);
+    assert_ne!(code, 0, "{args:?} should fail");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let line = err.lines().find(|l| l.starts_with("hermes-eval: error:")).unwrap_or_else(|| panic!("no error line in {err}"));
+    assert!(line.contains(needle), "error `{line}` does not mention `{needle}`");
+}
+
+#[test]
+fn truncated_gguf_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(test_gguf()).unwrap();
+    let p = dir.path().join("cut.gguf");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    assert_one_line_error(&["run", "--tasks", "arc_easy", "--limit", "1", "--model", p.to_str().unwrap(), "--data-dir", hub().to_str().unwrap()], "truncated GGUF");
+    std::fs::write(&p, &bytes[..100]).unwrap();
+    assert_one_line_error(&["run", "--tasks", "arc_easy", "--limit", "1", "--model", p.to_str().unwrap(), "--data-dir", hub().to_str().unwrap()], "GGUF");
+}
+
+fn copy_f32(dir: &std::path::Path) {
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::copy(test_f32_dir().join(f), dir.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn truncated_safetensors_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_f32(dir.path());
+    let st = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() - 1000]).unwrap();
+    assert_one_line_error(&["run", "--tasks", "arc_easy", "--limit", "1", "--model", dir.path().to_str().unwrap(), "--data-dir", hub().to_str().unwrap()], "safetensors");
+}
+
+#[test]
+fn unsupported_architecture_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_f32(dir.path());
+    let cfg = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("LlamaForCausalLM", "GPTNeoXForCausalLM").replace("\"llama\"", "\"gpt_neox\"");
+    std::fs::write(&cfg, text).unwrap();
+    assert_one_line_error(&["run", "--tasks", "arc_easy", "--limit", "1", "--model", dir.path().to_str().unwrap(), "--data-dir", hub().to_str().unwrap()], "unsupported architecture `GPTNeoXForCausalLM`");
+}
+
+#[test]
+fn unknown_task_and_missing_data_are_one_line_errors() {
+    assert_one_line_error(&["run", "--tasks", "no_such_task", "--model", "x.gguf"], "no_such_task");
+    let empty = tempfile::tempdir().unwrap();
+    assert_one_line_error(&["run", "--tasks", "arc_easy", "--model", test_gguf().to_str().unwrap(), "--data-dir", empty.path().to_str().unwrap()], "allenai/ai2_arc");
+}
+
+#[test]
+fn unknown_gguf_pre_tokenizer_is_refused_not_guessed() {
+    use candle_core::quantized::gguf_file;
+    let (mut ct, _) = hermes_eval::model::load::read_gguf(&test_gguf()).unwrap();
+    ct.metadata.insert("tokenizer.ggml.pre".into(), gguf_file::Value::String("mystery-bpe".into()));
+    let err = hermes_eval::model::tokenizer::from_gguf(&ct).unwrap_err().to_string();
+    assert!(err.contains("unknown tokenizer.ggml.pre `mystery-bpe`"), "{err}");
+}
+
+#[test]
+fn gguf_tokenizer_gives_reference_ids_on_every_case() {
+    let (ct, _) = hermes_eval::model::load::read_gguf(&test_gguf()).unwrap();
+    let tok = hermes_eval::model::tokenizer::from_gguf(&ct).unwrap();
+    let cases = read_jsonl(&shared().join("reference/tokenizer_cases.jsonl"));
+    assert_eq!(cases.len(), 220);
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        assert_eq!(hermes_eval::model::tokenizer::encode(&tok, text).unwrap(), want, "{text:?}");
+    }
+}
+
+#[test]
+fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let (gguf, hub) = (test_gguf(), hub());
+    let args = ["run", "--tasks", "arc_easy,boolq", "--limit", "5", "--model", gguf.to_str().unwrap(), "--data-dir", hub.to_str().unwrap(), "--output", o];
+    let (code, stdout, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("|Version|") && stdout.contains("## GPT4All:"), "{stdout}");
+    assert!(stdout.contains("|arc_easy|      0|acc     |"), "{stdout}");
+    let names: Vec<String> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.starts_with("results_") && n.ends_with(".json")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("samples_arc_easy_")), "{names:?}");
+    assert!(names.contains(&"report.md".to_string()));
+    // Re-scoring the saved samples without the model prints the same table.
+    let (code2, stdout2, err2) = run(&["report", o]);
+    assert_eq!(code2, 0, "{err2}");
+    assert_eq!(stdout2, stdout);
+    // A second run is answered from the request cache with identical numbers.
+    let (code3, stdout3, _) = run(&args);
+    assert_eq!(code3, 0);
+    assert_eq!(stdout3, stdout);
+}

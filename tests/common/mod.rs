@@ -1,0 +1,58 @@
+//! Shared test helpers: where the test model, the dataset mirror and the reference outputs are.
+#![allow(dead_code)]
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the repository (dataset mirror and reference outputs).
+pub fn shared() -> PathBuf {
+    std::env::var_os("HERMES_EVAL_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"))
+}
+
+pub fn hub() -> PathBuf {
+    shared().join("hub")
+}
+
+/// The SmolLM2-135M-Instruct Q4_1 GGUF, fetched by scripts/fetch-test-model.sh.
+pub fn test_gguf() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        if let Some(p) = std::env::var_os("HERMES_EVAL_TEST_MODEL") {
+            return PathBuf::from(p);
+        }
+        let out = std::process::Command::new(repo().join("scripts/fetch-test-model.sh"))
+            .output()
+            .expect("run scripts/fetch-test-model.sh");
+        assert!(out.status.success(), "fetch-test-model failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+/// The f32 Hugging Face export of the test GGUF (made once per test binary).
+pub fn test_f32_dir() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let dir = repo().join("target/test-models/smollm2-135m-f32");
+        if !dir.join("model.safetensors").is_file() {
+            let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+            hermes_eval::model::export::gguf_to_hf(&test_gguf(), &tmp).expect("export f32");
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&tmp, &dir).expect("rename export");
+        }
+        dir
+    })
+    .clone()
+}
+
+pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
