@@ -584,6 +584,11 @@ fn run_compare_inner(args: &CompareArgs) -> anyhow::Result<i32> {
     if !args.no_plot {
         plot::write_svg(&cmp, &out.join("comparison.svg"))?;
     }
+    println!(
+        "wrote comparison.md, comparison.json{} to {}",
+        if args.no_plot { "" } else { ", comparison.svg" },
+        out.display()
+    );
     let n = cmp.regressions();
     if n > 0 {
         println!(
