@@ -499,6 +499,22 @@ fn chat_template(
     )?)
 }
 
+/// Write a function-calling / JSON report (default `reports/<model>/`) and print its summary.
+fn write_fc_report(
+    rep: &crate::fc::FcReport,
+    output: Option<&Path>,
+    model_name: &str,
+) -> Result<i32> {
+    let out = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model_name)));
+    let files = rep.write(&out)?;
+    print!("{}", rep.summary_markdown());
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    eprintln!("wrote {}", names.join(", "));
+    Ok(0)
+}
+
 fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
     let (task, samples) = args.load_samples()?;
     let mut model = load_model(&m)?;
@@ -513,21 +529,7 @@ fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
         |d, _| prog.set(d),
     )?;
     prog.finish();
-    let out = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
-    let files = rep.write(&out)?;
-    print!("{}", rep.summary_markdown());
-    eprintln!(
-        "wrote {}",
-        files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(0)
+    write_fc_report(&rep, args.output.as_deref(), model.name())
 }
 
 fn json(m: ModelArgs, args: crate::fc::JsonArgs) -> Result<i32> {
@@ -545,19 +547,5 @@ fn json(m: ModelArgs, args: crate::fc::JsonArgs) -> Result<i32> {
         |d, _| prog.set(d),
     )?;
     prog.finish();
-    let out = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
-    let files = rep.write(&out)?;
-    print!("{}", rep.summary_markdown());
-    eprintln!(
-        "wrote {}",
-        files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(0)
+    write_fc_report(&rep, args.output.as_deref(), model.name())
 }

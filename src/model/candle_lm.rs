@@ -144,7 +144,7 @@ impl LanguageModel for CandleLm {
             let mut sel = vec![];
             for (bi, &i) in batch.iter().enumerate() {
                 let r = &reqs[i];
-                let start = r.input.len() - r.targets.len() + 1 - 1 - p;
+                let start = r.input.len() - r.targets.len() - p;
                 // positions start..start+len(targets) predict the targets
                 for k in 0..r.targets.len() {
                     sel.push((bi * width + start + k) as u32);
