@@ -203,6 +203,86 @@ impl Llama {
         Ok((x, keep_cache.then_some(new_cache)))
     }
 
+    /// One decoding step for `tokens.len()` independent rows: row `r` appends `tokens[r]` after
+    /// its own cache `caches[r]` (rows may have different lengths). The linear layers run on all
+    /// rows at once; attention runs per row over that row's cache, so a row's result equals
+    /// [`Llama::forward`] of that row alone. Returns the final-normed hidden states `[b, hidden]`
+    /// and extends every cache by one position.
+    pub fn decode_step(&self, tokens: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
+        let b = tokens.len();
+        if b == 0 || caches.len() != b {
+            return Err(Error::model("decode_step: one cache per token"));
+        }
+        let cfg = &self.cfg;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        let n_rep = nh / nkv;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let eps = cfg.rms_norm_eps as f32;
+        let mut cos = vec![];
+        let mut sin = vec![];
+        let mut masks = vec![];
+        for c in caches.iter() {
+            if !c.is_empty() && c.layers.len() != self.layers.len() {
+                return Err(Error::model("decode_step: cache of another model"));
+            }
+            let (co, si) = self.rope_tables(c.len(), 1)?;
+            cos.push(co);
+            sin.push(si);
+            masks.push(self.mask(c.len(), 1, n_rep)?);
+        }
+        let cos = Tensor::stack(&cos, 0)?;
+        let sin = Tensor::stack(&sin, 0)?;
+        let ids = Tensor::from_vec(tokens.to_vec(), b, &Device::Cpu)?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .reshape((b, 1, cfg.hidden_size))?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let heads = |w: &Weight, n: usize| -> Result<Tensor> {
+                Ok(w.forward(&h)?
+                    .reshape((b, 1, n, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let q = self.rope(&heads(&layer.q, nh)?, &cos, &sin)?;
+            let k = self.rope(&heads(&layer.k, nkv)?, &cos, &sin)?;
+            let v = heads(&layer.v, nkv)?;
+            let mut ys = Vec::with_capacity(b);
+            for (r, cache) in caches.iter_mut().enumerate() {
+                let (kr, vr) = (k.narrow(0, r, 1)?, v.narrow(0, r, 1)?);
+                let (kr, vr) = match cache.layers.get(li) {
+                    Some((pk, pv)) => (
+                        Tensor::cat(&[pk, &kr], 2)?.contiguous()?,
+                        Tensor::cat(&[pv, &vr], 2)?.contiguous()?,
+                    ),
+                    None => (kr, vr),
+                };
+                let qf = (q.narrow(0, r, 1)? * scale)?.reshape((1, nkv, n_rep, hd))?;
+                let att = qf.matmul(&kr.t()?)?.broadcast_add(&masks[r])?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                ys.push(att.matmul(&vr)?.reshape((1, 1, nh * hd))?);
+                if li < cache.layers.len() {
+                    cache.layers[li] = (kr, vr);
+                } else {
+                    cache.layers.push((kr, vr));
+                }
+            }
+            let y = Tensor::cat(&ys, 0)?;
+            x = (x + layer.o.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+            let u = layer.up.forward(&h)?;
+            x = (x + layer.down.forward(&(g * u)?)?)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        Ok(x.reshape((b, cfg.hidden_size))?)
+    }
+
     /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head
@@ -229,8 +309,4 @@ pub fn logprob_at(row: &[f32], target: usize) -> (f64, bool) {
         .ln()
         + max as f64;
     (row[target] as f64 - lse, arg == target)
-}
-
-pub fn last_dim_argmax(t: &Tensor) -> Result<u32> {
-    Ok(t.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?[0])
 }
