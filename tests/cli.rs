@@ -238,3 +238,62 @@ fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
     assert_eq!(code3, 0);
     assert_eq!(stdout3, stdout);
 }
+
+#[test]
+fn run_with_several_models_writes_one_comparison_and_gates() {
+    let out = tempfile::tempdir().unwrap();
+    let (gguf, hub) = (test_gguf(), hub());
+    let g = gguf.to_str().unwrap();
+    // The same model twice: every difference is zero, so even a zero-point gate passes.
+    let (code, stdout, err) = run(&[
+        "run",
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "5",
+        "--model",
+        g,
+        "--model",
+        g,
+        "--data-dir",
+        hub.to_str().unwrap(),
+        "--output",
+        out.path().to_str().unwrap(),
+        "--max-drop",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{err}\n{stdout}");
+    let stem = gguf.file_stem().unwrap().to_str().unwrap();
+    for d in [stem.to_string(), format!("{stem}-2")] {
+        let dir = out.path().join(&d);
+        assert!(dir.join("report.md").is_file(), "{}", dir.display());
+    }
+    let cmp = out.path().join("comparison");
+    for f in ["comparison.md", "comparison.json", "comparison-1.svg"] {
+        assert!(cmp.join(f).is_file(), "{f}");
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cmp.join("comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["regressions"], 0);
+    let metrics = j["comparisons"][0]["metrics"].as_array().unwrap();
+    assert!(!metrics.is_empty());
+    for m in metrics {
+        assert_eq!(m["delta_points"].as_f64().unwrap(), 0.0, "{m}");
+    }
+    assert!(stdout.contains("PASS"), "{stdout}");
+    // A gate flag with one model is a usage error.
+    let (code, _, err) = run(&[
+        "run",
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "1",
+        "--model",
+        g,
+        "--max-drop",
+        "1",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least two --model"), "{err}");
+}
