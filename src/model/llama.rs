@@ -4,7 +4,7 @@
 use super::config::LlamaConfig;
 use super::qmatmul::Weight;
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 pub struct Layer {
     pub attn_norm: Tensor,
