@@ -297,3 +297,84 @@ fn run_with_several_models_writes_one_comparison_and_gates() {
     assert_ne!(code, 0);
     assert!(err.contains("at least two --model"), "{err}");
 }
+
+#[test]
+fn ctrl_c_keeps_finished_documents_and_a_rerun_resumes_from_the_cache() {
+    use std::io::{BufRead, BufReader};
+    let out = tempfile::tempdir().unwrap();
+    let (gguf, hub) = (test_gguf(), hub());
+    let args = [
+        "run",
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "40",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--data-dir",
+        hub.to_str().unwrap(),
+        "--output",
+        out.path().to_str().unwrap(),
+    ];
+    let mut child = bin()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Progress lines come every 10 %; interrupt after the first one.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no progress: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("arc_easy: ") && line.contains("docs") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+    // The documents finished before the interruption are written.
+    let samples = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("samples_arc_easy_")
+        })
+        .expect("samples kept");
+    let kept = read_jsonl(&samples).len();
+    assert!((1..40).contains(&kept), "{kept} documents kept");
+    // Running the same command again finishes, answering the finished requests from the cache.
+    let (code, stdout, err2) = run(&args);
+    assert_eq!(code, 0, "{err2}");
+    assert!(stdout.contains("|arc_easy|"), "{stdout}");
+    let results = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("results_") && n.ends_with(".json")
+        })
+        .unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
+    let hits = r["config"]["request_cache_hits"].as_u64().unwrap();
+    assert!(
+        hits as usize >= kept * 3,
+        "{hits} cache hits for {kept} kept docs"
+    );
+}
