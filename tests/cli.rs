@@ -9,13 +9,38 @@ fn bin() -> Command {
 }
 
 /// Run and return (exit code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
     let o = bin().args(args).output().unwrap();
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into(),
         String::from_utf8_lossy(&o.stderr).into(),
     )
+}
+
+/// `run --tasks T --limit N --model M --data-dir <mirror> --output O`.
+fn run_args(
+    tasks: &str,
+    limit: &str,
+    model: &std::path::Path,
+    out: &std::path::Path,
+) -> Vec<String> {
+    let hub = hub();
+    [
+        "run",
+        "--tasks",
+        tasks,
+        "--limit",
+        limit,
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        hub.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn assert_one_line_error(args: &[&str], needle: &str) {
@@ -193,20 +218,7 @@ fn gguf_tokenizer_gives_reference_ids_on_every_case() {
 fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
-    let (gguf, hub) = (test_gguf(), hub());
-    let args = [
-        "run",
-        "--tasks",
-        "arc_easy,boolq",
-        "--limit",
-        "5",
-        "--model",
-        gguf.to_str().unwrap(),
-        "--data-dir",
-        hub.to_str().unwrap(),
-        "--output",
-        o,
-    ];
+    let args = run_args("arc_easy,boolq", "5", &test_gguf(), out.path());
     let (code, stdout, err) = run(&args);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -242,26 +254,12 @@ fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
 #[test]
 fn run_with_several_models_writes_one_comparison_and_gates() {
     let out = tempfile::tempdir().unwrap();
-    let (gguf, hub) = (test_gguf(), hub());
+    let gguf = test_gguf();
     let g = gguf.to_str().unwrap();
     // The same model twice: every difference is zero, so even a zero-point gate passes.
-    let (code, stdout, err) = run(&[
-        "run",
-        "--tasks",
-        "arc_easy",
-        "--limit",
-        "5",
-        "--model",
-        g,
-        "--model",
-        g,
-        "--data-dir",
-        hub.to_str().unwrap(),
-        "--output",
-        out.path().to_str().unwrap(),
-        "--max-drop",
-        "0",
-    ]);
+    let mut args = run_args("arc_easy", "5", &gguf, out.path());
+    args.extend(["--model", g, "--max-drop", "0"].map(String::from));
+    let (code, stdout, err) = run(&args);
     assert_eq!(code, 0, "{err}\n{stdout}");
     let stem = gguf.file_stem().unwrap().to_str().unwrap();
     for d in [stem.to_string(), format!("{stem}-2")] {
@@ -283,17 +281,9 @@ fn run_with_several_models_writes_one_comparison_and_gates() {
     }
     assert!(stdout.contains("PASS"), "{stdout}");
     // A gate flag with one model is a usage error.
-    let (code, _, err) = run(&[
-        "run",
-        "--tasks",
-        "arc_easy",
-        "--limit",
-        "1",
-        "--model",
-        g,
-        "--max-drop",
-        "1",
-    ]);
+    let mut args = run_args("arc_easy", "1", &gguf, out.path());
+    args.extend(["--max-drop", "1"].map(String::from));
+    let (code, _, err) = run(&args);
     assert_ne!(code, 0);
     assert!(err.contains("at least two --model"), "{err}");
 }
@@ -302,22 +292,9 @@ fn run_with_several_models_writes_one_comparison_and_gates() {
 fn ctrl_c_keeps_finished_documents_and_a_rerun_resumes_from_the_cache() {
     use std::io::{BufRead, BufReader};
     let out = tempfile::tempdir().unwrap();
-    let (gguf, hub) = (test_gguf(), hub());
-    let args = [
-        "run",
-        "--tasks",
-        "arc_easy",
-        "--limit",
-        "40",
-        "--model",
-        gguf.to_str().unwrap(),
-        "--data-dir",
-        hub.to_str().unwrap(),
-        "--output",
-        out.path().to_str().unwrap(),
-    ];
+    let args = run_args("arc_easy", "40", &test_gguf(), out.path());
     let mut child = bin()
-        .args(args)
+        .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -114,6 +114,22 @@ impl Llama {
         Ok(Tensor::from_vec(m, (n_rep * s, t), &Device::Cpu)?)
     }
 
+    /// (query heads, kv heads, head size, query heads per kv head).
+    fn head_dims(&self) -> (usize, usize, usize, usize) {
+        let c = &self.cfg;
+        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        (nh, nkv, c.head_dim, nh / nkv)
+    }
+
+    /// The feed-forward half of a layer with its residual: `x + down(silu(gate(h)) * up(h))`,
+    /// `h = rms_norm(x)`.
+    fn ffn_block(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        let h = candle_nn::ops::rms_norm(x, &layer.ffn_norm, self.cfg.rms_norm_eps as f32)?;
+        let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+        let u = layer.up.forward(&h)?;
+        Ok((x + layer.down.forward(&(g * u)?)?)?)
+    }
+
     /// Run `tokens` (`[b, s]`, u32) after the cached positions in `past` (batch 1 — shared by
     /// every row — or b). Returns the final-normed hidden states `[b, s, hidden]` and, when
     /// `keep_cache`, the cache extended by these positions.
@@ -126,12 +142,7 @@ impl Llama {
         let (b, s) = tokens.dims2()?;
         let p = past.map(|c| c.len()).unwrap_or(0);
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let n_rep = nh / nkv;
+        let (nh, nkv, hd, n_rep) = self.head_dims();
         let (cos, sin) = self.rope_tables(p, s)?;
         let mask = self.mask(p, s, n_rep)?;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -193,11 +204,7 @@ impl Llama {
             if keep_cache {
                 new_cache.layers.push((k, v));
             }
-            x = (x + layer.o.forward(&y)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
-            let u = layer.up.forward(&h)?;
-            x = (x + layer.down.forward(&(g * u)?)?)?;
+            x = self.ffn_block(layer, &(x + layer.o.forward(&y)?)?)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         Ok((x, keep_cache.then_some(new_cache)))
@@ -214,12 +221,7 @@ impl Llama {
             return Err(Error::model("decode_step: one cache per token"));
         }
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let n_rep = nh / nkv;
+        let (nh, nkv, hd, n_rep) = self.head_dims();
         let scale = 1.0 / (hd as f64).sqrt();
         let eps = cfg.rms_norm_eps as f32;
         let mut cos = vec![];
@@ -273,11 +275,7 @@ impl Llama {
                 }
             }
             let y = Tensor::cat(&ys, 0)?;
-            x = (x + layer.o.forward(&y)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
-            let u = layer.up.forward(&h)?;
-            x = (x + layer.down.forward(&(g * u)?)?)?;
+            x = self.ffn_block(layer, &(x + layer.o.forward(&y)?)?)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         Ok(x.reshape((b, cfg.hidden_size))?)
