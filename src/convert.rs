@@ -60,9 +60,12 @@ fn read_json(path: &Path) -> Result<Json> {
     serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))
 }
 
+/// `model.safetensors.index.json`'s tensor name → shard file.
+type WeightMap = HashMap<String, String>;
+
 /// The weight files of a model directory: the shards named by `model.safetensors.index.json`
 /// (every shard must exist), or `model.safetensors`.
-fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<HashMap<String, String>>)> {
+fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
         let v = read_json(&index)?;

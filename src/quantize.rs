@@ -1,5 +1,6 @@
 //! `hermes-eval quantize`: re-quantize a GGUF file with candle's quantizers, so a quantized
-//! variant can be made locally and checked with `hermes-eval compare`.
+//! variant can be made locally and checked with `hermes-eval compare`. A Hugging Face directory
+//! is converted by [`crate::convert`] under the same per-tensor rules.
 //!
 //! Per tensor (in file order):
 //! - 2-D tensors whose row length (the last candle dimension, GGUF `ne[0]`) is a multiple of
