@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::config::LlamaConfig;
 use crate::model::tokenizer;
 use crate::quantize::{
-    check_target, file_type, first_line, matrix_target, write_gguf, QuantizeReport,
+    check_target, file_type, first_line, matrix_target, tensor_target, write_gguf, QuantizeReport,
 };
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
@@ -584,6 +584,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
         }
     }
     let plan = plan_tensors(&cfg, &names)?;
+    let has_output = plan.iter().any(|p| p.gguf == "output.weight");
 
     // 0 = matrix in the target (or fallback) type, 1 = F32 vector, 2 = kept in its dtype.
     let mut converted: Vec<(String, QTensor, u8)> = plan
@@ -612,7 +613,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
             }
             let (ty, kind) = match t.dims() {
                 [_] => (GgmlDType::F32, 1),
-                [_, cols] => match matrix_target(*cols, to) {
+                [_, cols] => match matrix_target(*cols, tensor_target(&p.gguf, has_output, to)) {
                     Some(q) => (q, 0),
                     None => (ggml_src, 2),
                 },

@@ -8,6 +8,9 @@
 //!   already stored in the target type is copied unchanged, so it is not quantized twice);
 //!   for k-quant targets (block 256) a row length that is only a multiple of 32 gets llama.cpp's
 //!   fallback type instead ([`k_quant_fallback`]: q4_k → q5_0, q5_k → q5_1, q6_k → q8_0);
+//! - the output head (`output.weight`, or the tied `token_embd.weight`) gets Q6_K (Q8_0 when the
+//!   target is Q8_0, or when its rows are not a multiple of 256), as llama.cpp's quantizer does
+//!   ([`tensor_target`]);
 //! - 1-D tensors (norms, biases) are stored F32;
 //! - everything else (rows not a multiple of the block size, 3-D+ tensors) is kept as stored,
 //!   in its original dtype — it was readable with that dtype, so it stays valid.
@@ -105,7 +108,25 @@ pub fn matrix_target(cols: usize, to: GgmlDType) -> Option<GgmlDType> {
     k_quant_fallback(to).filter(|f| cols.is_multiple_of(f.block_size()))
 }
 
-fn plan(q: &gguf_file::TensorInfo, to: GgmlDType) -> Action {
+/// llama.cpp's rule for the output head (`llama_tensor_get_type`): `output.weight`, or
+/// `token_embd.weight` when the embeddings are tied (no `output.weight`), is quantized to Q6_K
+/// whatever the quantized target (Q8_0 and float targets stay as they are), since the logits are the most rounding-sensitive
+/// product; with rows that are not a multiple of 256, Q6_K falls back to Q8_0.
+pub fn tensor_target(name: &str, has_output: bool, to: GgmlDType) -> GgmlDType {
+    let head = name == "output.weight" || (!has_output && name == "token_embd.weight");
+    let quantized = !matches!(
+        to,
+        GgmlDType::Q8_0 | GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+    );
+    if head && quantized {
+        GgmlDType::Q6K
+    } else {
+        to
+    }
+}
+
+fn plan(name: &str, q: &gguf_file::TensorInfo, has_output: bool, to: GgmlDType) -> Action {
+    let to = tensor_target(name, has_output, to);
     let dims = q.shape.dims();
     match dims.len() {
         1 => {
@@ -215,6 +236,7 @@ pub fn quantize_gguf(input: &Path, output: &Path, to: GgmlDType) -> Result<Quant
     })?;
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort_by_key(|n| content.tensor_infos[*n].offset);
+    let has_output = content.tensor_infos.contains_key("output.weight");
 
     let converted: Vec<(String, QTensor, u8)> = names
         .par_iter()
@@ -227,7 +249,7 @@ pub fn quantize_gguf(input: &Path, output: &Path, to: GgmlDType) -> Result<Quant
             let ctx = |e: candle_core::Error| {
                 Error::file(input, format!("tensor {name}: {}", first_line(&e)))
             };
-            let (t, kind) = match plan(info, to) {
+            let (t, kind) = match plan(name, info, has_output, to) {
                 Action::Copy => (qt, 0),
                 Action::CopyVector => (qt, 1),
                 Action::Keep => (qt, 2),

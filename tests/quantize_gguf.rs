@@ -101,7 +101,14 @@ fn quantizes_matrices_and_keeps_the_rest() {
         let (ci, mut fi) = read(&inp);
         let (co, mut fo) = read(&out);
         let dt = |n: &str| co.tensor_infos[n].ggml_dtype;
-        assert_eq!(dt("token_embd.weight"), to);
+        // No output.weight: the tied embedding is the output head, Q6_K as llama.cpp makes it
+        // (Q8_0 stays Q8_0).
+        let head = if to == GgmlDType::Q8_0 {
+            GgmlDType::Q8_0
+        } else {
+            GgmlDType::Q6K
+        };
+        assert_eq!(dt("token_embd.weight"), head);
         assert_eq!(dt("blk.0.attn_q.weight"), to);
         assert_eq!(dt("blk.0.ffn_up.weight"), to);
         assert_eq!(dt("blk.0.attn_norm.weight"), GgmlDType::F32);

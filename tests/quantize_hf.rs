@@ -321,6 +321,17 @@ fn hf_path_equals_gguf_path_from_the_same_f32_values() {
         // Matrices already Q4_1 (Q8_0 for token_embd) are copied by the GGUF path; re-quantizing
         // their exact dequantized values reproduces them too (the quantizers are idempotent).
         assert!(different.is_empty(), "{to:?}: {different:?}");
+        if to == GgmlDType::Q4_1 {
+            // And the HF route picks llama.cpp's types: its Q4_1 file is the one llama.cpp made
+            // (tied head in Q8_0 — Q6_K's fallback for 576-wide rows), tensor for tensor.
+            let (co, mut fo) = read(&test_gguf());
+            for (name, io) in &co.tensor_infos {
+                let ib = &cb.tensor_infos[name];
+                assert_eq!(io.ggml_dtype, ib.ggml_dtype, "{name}");
+                let (qo, qb) = (tensor(&co, &mut fo, name), tensor(&cb, &mut fb, name));
+                assert!(qo.data().unwrap() == qb.data().unwrap(), "{name} differs");
+            }
+        }
     }
 }
 
@@ -408,9 +419,11 @@ fn sharded_half_precision_dir_with_untied_head_and_rope_scaling() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tiny");
     write_tiny_dir(&dir);
-    for (to, matrix) in [
-        (GgmlDType::Q8_0, GgmlDType::Q8_0),
-        (GgmlDType::Q4K, GgmlDType::Q5_0),
+    // (target, a matrix's type, the output head's type: Q6_K as llama.cpp, whose fallback for
+    // rows that are not a multiple of 256 is Q8_0).
+    for (to, matrix, head) in [
+        (GgmlDType::Q8_0, GgmlDType::Q8_0, GgmlDType::Q8_0),
+        (GgmlDType::Q4K, GgmlDType::Q5_0, GgmlDType::Q8_0),
     ] {
         let out = tmp.path().join("tiny.gguf");
         let r = hf_to_gguf(&dir, &out, to).unwrap();
@@ -418,7 +431,7 @@ fn sharded_half_precision_dir_with_untied_head_and_rope_scaling() {
         let (ct, mut f) = read(&out);
         let dt = |n: &str| ct.tensor_infos[n].ggml_dtype;
         assert_eq!(dt("blk.0.attn_q.weight"), matrix);
-        assert_eq!(dt("output.weight"), matrix);
+        assert_eq!(dt("output.weight"), head);
         assert_eq!(dt("blk.0.attn_norm.weight"), GgmlDType::F32);
         // Rows of 48 fit no block: kept in their safetensors dtype.
         assert_eq!(dt("blk.0.ffn_down.weight"), GgmlDType::F16);
