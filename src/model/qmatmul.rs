@@ -42,6 +42,21 @@ impl Weight {
         Ok(y.reshape(out_dims)?)
     }
 
+    /// `n` rows of input features (row-major) → `n` rows of outputs, as [`Weight::forward`].
+    pub fn forward_rows(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        match self {
+            Weight::Quant(q) => Ok(q.forward_rows(x, n)),
+            Weight::Dense(_) => {
+                let t = Tensor::from_slice(x, (n, x.len() / n.max(1)), &Device::Cpu)?;
+                Ok(self.forward(&t)?.flatten_all()?.to_vec1::<f32>()?)
+            }
+        }
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, Weight::Quant(_))
+    }
+
     pub fn out_features(&self) -> usize {
         match self {
             Weight::Dense(w) => w.dims()[0],
@@ -84,7 +99,11 @@ impl QuantWeight {
             GgmlDType::Q4_0 => Box::new(Generic::<BlockQ4_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_0 => Box::new(Generic::<BlockQ5_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_1 => Box::new(Generic::<BlockQ5_1>::new(&bytes, rows, cols)?),
-            GgmlDType::Q8_0 => Box::new(Generic::<BlockQ8_0>::new(&bytes, rows, cols)?),
+            GgmlDType::Q8_0 => Box::new(Q80Kernel {
+                w: blocks::<BlockQ80>(&bytes, rows, cols)?,
+                rows,
+                cols,
+            }),
             GgmlDType::Q2K => Box::new(Generic::<BlockQ2K>::new(&bytes, rows, cols)?),
             GgmlDType::Q3K => Box::new(Generic::<BlockQ3K>::new(&bytes, rows, cols)?),
             GgmlDType::Q4K => Box::new(Generic::<BlockQ4K>::new(&bytes, rows, cols)?),
@@ -98,6 +117,14 @@ impl QuantWeight {
             dtype,
             kernel,
         })
+    }
+
+    /// `n` rows of `cols` activations → `n` rows of `rows` outputs.
+    pub fn forward_rows(&self, x: &[f32], n: usize) -> Vec<f32> {
+        assert_eq!(x.len(), n * self.cols);
+        let mut out = vec![0f32; n * self.rows];
+        self.kernel.matmul(x, n, &mut out);
+        out
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -261,18 +288,33 @@ fn vec_dot_q4_1_q8_1(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
     vec_dot_q4_1_q8_1_scalar(x, y)
 }
 
+/// The AVX2 kernel's arithmetic in portable code: eight lanes of four products each (lane `l`
+/// holds quants `4l..4l+4` of the unpacked block), `acc[l] = fma(dx·dy, lane sum, acc[l])`, the
+/// lanes reduced as `hsum_float_8`, and `summs = fma(m, s, summs)` (gcc contracts it) added last.
 fn vec_dot_q4_1_q8_1_scalar(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
-    let mut sumf = 0f32;
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
     for (xb, yb) in x.iter().zip(y) {
-        let mut sumi = 0i32;
+        summs = xb.m.to_f32().mul_add(yb.s.to_f32(), summs);
+        let d = xb.d.to_f32() * yb.d.to_f32();
+        let mut q = [0i32; 32];
         for j in 0..16 {
-            let v0 = (xb.qs[j] & 0x0F) as i32;
-            let v1 = (xb.qs[j] >> 4) as i32;
-            sumi += v0 * yb.qs[j] as i32 + v1 * yb.qs[j + 16] as i32;
+            q[j] = (xb.qs[j] & 0x0F) as i32;
+            q[j + 16] = (xb.qs[j] >> 4) as i32;
         }
-        sumf += xb.d.to_f32() * yb.d.to_f32() * sumi as f32 + xb.m.to_f32() * yb.s.to_f32();
+        for (l, a) in acc.iter_mut().enumerate() {
+            let s: i32 = (4 * l..4 * l + 4).map(|j| q[j] * yb.qs[j] as i32).sum();
+            *a = d.mul_add(s as f32, *a);
+        }
     }
-    sumf
+    hsum8(&acc) + summs
+}
+
+/// `hsum_float_8` / tinyBLAS `hsum(__m256)`: high and low halves added, then pairs.
+#[inline(always)]
+fn hsum8(a: &[f32; 8]) -> f32 {
+    let v = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
+    (v[0] + v[2]) + (v[1] + v[3])
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -284,7 +326,7 @@ unsafe fn vec_dot_q4_1_q8_1_avx2(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
     let low = _mm_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     for (xb, yb) in x.iter().zip(y) {
-        summs += xb.m.to_f32() * yb.s.to_f32();
+        summs = xb.m.to_f32().mul_add(yb.s.to_f32(), summs);
         let q = _mm_loadu_si128(xb.qs.as_ptr() as *const __m128i);
         let lo = _mm_and_si128(q, low);
         let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
@@ -298,6 +340,74 @@ unsafe fn vec_dot_q4_1_q8_1_avx2(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s) + summs
+}
+
+// ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
+//
+// With two or more activation rows (every prompt llama.cpp evaluates) its x86 CPU backend computes
+// Q8_0 weights in `llamafile_sgemm`: eight f32 lanes of four int8 products each,
+// `acc = fma(dw·dx, lane sums, acc)` block after block, lanes reduced like `hsum_float_8`.
+
+struct Q80Kernel {
+    w: Vec<BlockQ80>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Kernel for Q80Kernel {
+    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        let bpr = self.cols / 32;
+        let xq: Vec<BlockQ80> = x
+            .par_chunks(self.cols)
+            .flat_map_iter(quantize_q8_0)
+            .collect();
+        for_each_dot(self.rows, n, out, |r, i| {
+            dot_q8_0_tinyblas(&self.w[r * bpr..(r + 1) * bpr], &xq[i * bpr..(i + 1) * bpr])
+        });
+    }
+}
+
+fn dot_q8_0_tinyblas(x: &[BlockQ80], y: &[BlockQ80]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { dot_q8_0_tinyblas_avx2(x, y) };
+    }
+    dot_q8_0_tinyblas_scalar(x, y)
+}
+
+fn dot_q8_0_tinyblas_scalar(x: &[BlockQ80], y: &[BlockQ80]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (xb, yb) in x.iter().zip(y) {
+        let d = xb.d.to_f32() * yb.d.to_f32();
+        for (l, a) in acc.iter_mut().enumerate() {
+            let s: i32 = (4 * l..4 * l + 4)
+                .map(|j| xb.qs[j] as i32 * yb.qs[j] as i32)
+                .sum();
+            *a = d.mul_add(s as f32, *a);
+        }
+    }
+    hsum8(&acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_q8_0_tinyblas_avx2(x: &[BlockQ80], y: &[BlockQ80]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let ones = _mm256_set1_epi16(1);
+    for (xb, yb) in x.iter().zip(y) {
+        let a = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+        let b = _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i);
+        let p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+        let d = _mm256_set1_ps(xb.d.to_f32() * yb.d.to_f32());
+        acc = _mm256_fmadd_ps(d, s, acc);
+    }
+    let s = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
 }
 
 // ---- other types through candle's vec_dot ------------------------------------------------------
