@@ -330,7 +330,7 @@ impl Llama {
             let o = layer.o.forward_rows(&y, n)?;
             emit("attn_out", li, &o);
             for (xi, oi) in x.iter_mut().zip(&o) {
-                *xi = *oi + *xi;
+                *xi += *oi;
             }
             emit("ffn_inp", li, &x);
             let ffn_norm = layer.ffn_norm.to_vec1::<f32>()?;
@@ -345,7 +345,7 @@ impl Llama {
             let d = layer.down.forward_rows(&a, n)?;
             emit("ffn_out", li, &d);
             for (xi, di) in x.iter_mut().zip(&d) {
-                *xi = *di + *xi;
+                *xi += *di;
             }
             emit("l_out", li, &x);
         }
