@@ -78,6 +78,13 @@ pub struct ModelArgs {
     /// A .gguf file, a Hugging Face model directory, or a hub id (org/name or org/name/file.gguf).
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub opts: ModelOpts,
+}
+
+/// How a model is loaded and run (shared by every command that loads one).
+#[derive(Args, Clone)]
+pub struct ModelOpts {
     /// Compute GGUF weights dequantized to f32 instead of llama.cpp's quantized arithmetic.
     #[arg(long)]
     pub dequantize: bool,
@@ -94,8 +101,12 @@ pub struct ModelArgs {
 
 #[derive(Args)]
 struct RunArgs {
+    /// A .gguf file, a Hugging Face model directory, or a hub id. Repeat it to evaluate several
+    /// variants in one command: the first is the baseline, each later one is compared with it.
+    #[arg(long, required = true)]
+    model: Vec<String>,
     #[command(flatten)]
-    model: ModelArgs,
+    model_opts: ModelOpts,
     /// A suite: gpt4all, agieval, bigbench, truthfulqa or nous (all four).
     #[arg(long)]
     suite: Option<String>,
@@ -119,6 +130,16 @@ struct RunArgs {
     /// Recompute every request even if it is in the request cache.
     #[arg(long)]
     no_cache: bool,
+    /// With several --model: fail (exit 1) when a task metric of a later model drops by more
+    /// than this many points below the first model's and the drop is significant at --alpha.
+    #[arg(long, value_name = "POINTS")]
+    max_drop: Option<f64>,
+    /// With several --model: the same gate on suite averages.
+    #[arg(long, value_name = "POINTS")]
+    max_avg_drop: Option<f64>,
+    /// With several --model: significance level of the paired tests.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
 }
 
 #[derive(Args)]
@@ -200,6 +221,10 @@ fn set_threads(n: Option<usize>) {
 }
 
 pub fn load_model(m: &ModelArgs) -> Result<CandleLm> {
+    load_model_with(&m.model, &m.opts)
+}
+
+fn load_model_with(spec: &str, m: &ModelOpts) -> Result<CandleLm> {
     set_threads(m.threads);
     let dtype = match m.dtype.as_str() {
         "f32" => candle_core::DType::F32,
@@ -216,10 +241,10 @@ pub fn load_model(m: &ModelArgs) -> Result<CandleLm> {
         dtype,
         tokenizer: m.tokenizer.clone(),
     };
-    let spin = spinner(&format!("loading {}", m.model));
+    let spin = spinner(&format!("loading {spec}"));
     let t = Instant::now();
-    let model = CandleLm::load(&m.model, &opts)
-        .with_context(|| format!("cannot load model `{}`", m.model))?;
+    let model =
+        CandleLm::load(spec, &opts).with_context(|| format!("cannot load model `{spec}`"))?;
     spin.finish_and_clear();
     eprintln!(
         "loaded {} ({}) in {:.1}s",
@@ -315,10 +340,17 @@ fn run(a: RunArgs) -> Result<i32> {
     if a.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    let multi = a.model.len() > 1;
+    if !multi && (a.max_drop.is_some() || a.max_avg_drop.is_some()) {
+        bail!("--max-drop / --max-avg-drop compare models: give at least two --model");
+    }
+    if !(a.alpha > 0.0 && a.alpha < 1.0) {
+        bail!("--alpha must be in (0, 1), got {}", a.alpha);
+    }
     let reg = registry(&a.tasks_dir)?;
     let tasks: Vec<&Task> = reg.resolve(a.suite.as_deref(), &a.tasks)?;
     let data = DataSource::new(a.data_dir.clone());
-    // Load every task's documents before the model, so a data problem fails fast.
+    // Load every task's documents before any model, so a data problem fails fast.
     let mut all_docs = vec![];
     for t in &tasks {
         let pb = spinner(&format!("loading data for {}", t.name));
@@ -326,30 +358,76 @@ fn run(a: RunArgs) -> Result<i32> {
         pb.finish_and_clear();
         all_docs.push(docs);
     }
-    let mut model = load_model(&a.model)?;
-    model.batch_size = a.batch_size;
-    let out = a
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(sanitize(model.name())));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let stop = install_ctrlc();
+    let root = a.output.clone().unwrap_or_else(|| PathBuf::from("reports"));
+    let mut dirs: Vec<PathBuf> = vec![];
+    for spec in &a.model {
+        let mut model = load_model_with(spec, &a.model_opts)?;
+        model.batch_size = a.batch_size;
+        let out = match (&a.output, multi) {
+            (Some(dir), false) => dir.clone(),
+            _ => {
+                // Several variants may share a file name; keep their directories apart.
+                let base = sanitize(model.name());
+                let mut out = root.join(&base);
+                let mut k = 2;
+                while dirs.contains(&out) {
+                    out = root.join(format!("{base}-{k}"));
+                    k += 1;
+                }
+                out
+            }
+        };
+        if multi {
+            eprintln!("== {spec} -> {}", out.display());
+        }
+        let finished = run_model(&a, &reg, &tasks, &all_docs, &mut model, &out, &stop)?;
+        if !finished {
+            return Err(Error::Interrupted.into());
+        }
+        dirs.push(out);
+    }
+    if !multi {
+        return Ok(0);
+    }
+    // Exit codes as `compare`: 0 pass, 1 regression, 2 when the runs cannot be compared.
+    match compare_variants(&a, &dirs, &root.join("comparison")) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("hermes-eval: error: {e:#}");
+            Ok(2)
+        }
+    }
+}
+
+/// Evaluate one model on every task and write its results into `out`. Returns false when the
+/// run was interrupted (the finished documents are written and cached).
+fn run_model(
+    a: &RunArgs,
+    reg: &Registry,
+    tasks: &[&Task],
+    all_docs: &[Vec<crate::doc::Doc>],
+    model: &mut CandleLm,
+    out: &Path,
+    stop: &AtomicBool,
+) -> Result<bool> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut cache = if a.no_cache {
         RequestCache::disabled()
     } else {
         RequestCache::open(&out.join("cache"), &model.fingerprint())?
     };
-    let stop = install_ctrlc();
     let mut results = vec![];
     let mut done_tasks = vec![];
     let mut interrupted = false;
     let t0 = Instant::now();
     for (task, docs) in tasks.iter().zip(all_docs) {
         let mut prog = Progress::new(&task.name, docs.len());
-        let run = evaluate(&mut model, task, docs, &mut cache, &stop, |d| prog.set(d))?;
+        let run = evaluate(model, task, docs.clone(), &mut cache, stop, |d| prog.set(d))?;
         prog.finish();
         if !run.docs.is_empty() {
             let path = report::write_samples_jsonl(
-                &out,
+                out,
                 task,
                 &run.docs,
                 &run.lls,
@@ -380,8 +458,8 @@ fn run(a: RunArgs) -> Result<i32> {
             "request_cache_hits": cache.hits,
         });
         let rj =
-            report::write_results_json(&out, &model.fingerprint(), &config, &results, &done_tasks)?;
-        let text = report::render_report(&reg, &results);
+            report::write_results_json(out, &model.fingerprint(), &config, &results, &done_tasks)?;
+        let text = report::render_report(reg, &results);
         std::fs::write(out.join("report.md"), &text)?;
         print!("{text}");
         eprintln!(
@@ -397,9 +475,57 @@ fn run(a: RunArgs) -> Result<i32> {
                 p.display()
             );
         }
-        return Err(Error::Interrupted.into());
     }
-    Ok(0)
+    Ok(!interrupted)
+}
+
+/// Compare every later variant with the first (paired tests per task), write one comparison
+/// (markdown with a section per variant, JSON, one chart per variant) and gate on regressions.
+fn compare_variants(a: &RunArgs, dirs: &[PathBuf], out: &Path) -> Result<i32> {
+    use crate::compare::{self, plot, report as crep, CompareOptions};
+    let opts = CompareOptions {
+        alpha: a.alpha,
+        max_drop: a.max_drop,
+        max_avg_drop: a.max_avg_drop,
+        resamples: 10_000,
+        seed: 1234,
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut md = String::new();
+    let mut all = vec![];
+    let mut regressions = 0;
+    for (i, cand) in dirs.iter().enumerate().skip(1) {
+        let cmp = compare::compare(&dirs[0], cand, &opts)?;
+        println!("{}", crep::render_table(&cmp));
+        md.push_str(&crep::render_markdown(&cmp));
+        md.push('\n');
+        plot::write_svg(&cmp, &out.join(format!("comparison-{i}.svg")))?;
+        regressions += cmp.regressions();
+        all.push(cmp);
+    }
+    std::fs::write(out.join("comparison.md"), md)?;
+    let json = serde_json::json!({
+        "baseline": dirs[0], "candidates": &dirs[1..], "regressions": regressions, "comparisons": all,
+    });
+    std::fs::write(
+        out.join("comparison.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )?;
+    eprintln!(
+        "wrote comparison.md, comparison.json and {} chart(s) in {}",
+        dirs.len() - 1,
+        out.display()
+    );
+    if regressions > 0 {
+        println!(
+            "FAIL: {regressions} regression(s) (drop beyond the threshold and significant at alpha = {})",
+            a.alpha
+        );
+        Ok(1)
+    } else {
+        println!("PASS");
+        Ok(0)
+    }
 }
 
 fn sanitize(s: &str) -> String {
@@ -518,7 +644,8 @@ fn write_fc_report(
 fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
     let (task, samples) = args.load_samples()?;
     let mut model = load_model(&m)?;
-    let chat = chat_template(&model, args.chat_template.as_deref())?;
+    model.batch_size = args.gen.batch_size.max(1);
+    let chat = chat_template(&model, args.gen.chat_template.as_deref())?;
     let mut prog = Progress::new(&task, samples.len());
     let rep = crate::fc::run_fc_named(
         &mut model,
@@ -535,7 +662,8 @@ fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
 fn json(m: ModelArgs, args: crate::fc::JsonArgs) -> Result<i32> {
     let (task, kind, samples) = args.load_samples()?;
     let mut model = load_model(&m)?;
-    let chat = chat_template(&model, args.chat_template.as_deref())?;
+    model.batch_size = args.gen.batch_size.max(1);
+    let chat = chat_template(&model, args.gen.chat_template.as_deref())?;
     let mut prog = Progress::new(&task, samples.len());
     let rep = crate::fc::run_json_named(
         &mut model,

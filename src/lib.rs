@@ -11,6 +11,7 @@ pub mod awq;
 pub mod chat;
 pub mod cli;
 pub mod compare;
+pub mod convert;
 pub mod data;
 pub mod doc;
 pub mod engine;

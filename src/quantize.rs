@@ -1,5 +1,6 @@
 //! `hermes-eval quantize`: re-quantize a GGUF file with candle's quantizers, so a quantized
-//! variant can be made locally and checked with `hermes-eval compare`.
+//! variant can be made locally and checked with `hermes-eval compare`. A Hugging Face directory
+//! is converted by [`crate::convert`] under the same per-tensor rules.
 //!
 //! Per tensor (in file order):
 //! - 2-D tensors whose row length (the last candle dimension, GGUF `ne[0]`) is a multiple of
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// candle errors can carry a captured backtrace in their `Display`; keep the message line.
-fn first_line(e: &impl std::fmt::Display) -> String {
+pub(crate) fn first_line(e: &impl std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
@@ -95,6 +96,15 @@ pub fn k_quant_fallback(to: GgmlDType) -> Option<GgmlDType> {
     }
 }
 
+/// Type of a 2-D tensor with rows of `cols` values for target `to`: the target, its k-quant
+/// fallback, or `None` (kept as stored) when neither block size divides the row.
+pub fn matrix_target(cols: usize, to: GgmlDType) -> Option<GgmlDType> {
+    if cols.is_multiple_of(to.block_size()) {
+        return Some(to);
+    }
+    k_quant_fallback(to).filter(|f| cols.is_multiple_of(f.block_size()))
+}
+
 fn plan(q: &gguf_file::TensorInfo, to: GgmlDType) -> Action {
     let dims = q.shape.dims();
     match dims.len() {
@@ -105,32 +115,88 @@ fn plan(q: &gguf_file::TensorInfo, to: GgmlDType) -> Action {
                 Action::ToF32
             }
         }
-        2 => {
-            let target = if dims[1].is_multiple_of(to.block_size()) {
-                to
-            } else {
-                match k_quant_fallback(to) {
-                    Some(f) if dims[1].is_multiple_of(f.block_size()) => f,
-                    _ => return Action::Keep,
-                }
-            };
-            if q.ggml_dtype == target {
-                Action::Copy
-            } else {
-                Action::Quantize(target)
-            }
-        }
+        2 => match matrix_target(dims[1], to) {
+            None => Action::Keep,
+            Some(target) if q.ggml_dtype == target => Action::Copy,
+            Some(target) => Action::Quantize(target),
+        },
         _ => Action::Keep,
     }
 }
 
-/// Re-quantize the GGUF file `input` to `to` and write `output`.
-pub fn quantize_gguf(input: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeReport> {
+pub(crate) fn check_target(to: GgmlDType) -> Result<()> {
     if !SUPPORTED.contains(&to) {
         return Err(Error::model(format!(
             "quantize: unsupported target type {to:?} (use q8_0, q4_0, q4_1, q4_k, q5_k or q6_k)"
         )));
     }
+    Ok(())
+}
+
+/// Write `tensors` and `metadata` (`general.architecture` first, the rest sorted) to `output`
+/// through a `.partial` file renamed at the end, so a failed run leaves no half-written GGUF.
+pub(crate) fn write_gguf(
+    output: &Path,
+    mut metadata: Vec<(String, gguf_file::Value)>,
+    tensors: &[(String, QTensor, u8)],
+) -> Result<()> {
+    metadata.sort_by(|a, b| {
+        (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0))
+    });
+    let md: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t, _)| (n.as_str(), t)).collect();
+    let tmp = output.with_extension("gguf.partial");
+    {
+        let f = std::fs::File::create(&tmp)
+            .map_err(|e| Error::file(&tmp, format!("cannot create: {e}")))?;
+        let mut w = std::io::BufWriter::new(f);
+        gguf_file::write(&mut w, &md, &ts)
+            .map_err(|e| Error::file(&tmp, format!("cannot write GGUF: {}", first_line(&e))))?;
+        std::io::Write::flush(&mut w)?;
+    }
+    std::fs::rename(&tmp, output)?;
+    Ok(())
+}
+
+impl QuantizeReport {
+    /// Summary of a written conversion; `converted` holds (name, tensor, kind) with kind 0 =
+    /// matrix in the target type, 1 = F32 vector, 2 = kept as stored.
+    pub(crate) fn new(
+        input: &Path,
+        output: &Path,
+        to: GgmlDType,
+        converted: &[(String, QTensor, u8)],
+        input_bytes: u64,
+        start: Instant,
+    ) -> Result<Self> {
+        let mut dtypes = BTreeMap::new();
+        for (_, t, _) in converted {
+            *dtypes.entry(format!("{:?}", t.dtype())).or_insert(0) += 1;
+        }
+        Ok(QuantizeReport {
+            input: input.to_path_buf(),
+            output: output.to_path_buf(),
+            target: format!("{to:?}"),
+            tensors: converted.len(),
+            quantized: converted.iter().filter(|c| c.2 == 0).count(),
+            to_f32: converted.iter().filter(|c| c.2 == 1).count(),
+            kept: converted
+                .iter()
+                .filter(|c| c.2 == 2)
+                .map(|c| c.0.clone())
+                .collect(),
+            dtypes,
+            input_bytes,
+            output_bytes: std::fs::metadata(output)?.len(),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Re-quantize the GGUF file `input` to `to` and write `output`.
+pub fn quantize_gguf(input: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeReport> {
+    check_target(to)?;
     if input
         .canonicalize()
         .ok()
@@ -195,46 +261,15 @@ pub fn quantize_gguf(input: &Path, output: &Path, to: GgmlDType) -> Result<Quant
         "general.quantization_version".into(),
         gguf_file::Value::U32(2),
     ));
-    // general.architecture first, as llama.cpp writes it; the rest sorted for stable output.
-    metadata.sort_by(|a, b| {
-        (a.0 != "general.architecture", &a.0).cmp(&(b.0 != "general.architecture", &b.0))
-    });
-    let md: Vec<(&str, &gguf_file::Value)> =
-        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let ts: Vec<(&str, &QTensor)> = converted.iter().map(|(n, t, _)| (n.as_str(), t)).collect();
-
-    let tmp = output.with_extension("gguf.partial");
-    {
-        let f = std::fs::File::create(&tmp)
-            .map_err(|e| Error::file(&tmp, format!("cannot create: {e}")))?;
-        let mut w = std::io::BufWriter::new(f);
-        gguf_file::write(&mut w, &md, &ts)
-            .map_err(|e| Error::file(&tmp, format!("cannot write GGUF: {}", first_line(&e))))?;
-        std::io::Write::flush(&mut w)?;
-    }
-    std::fs::rename(&tmp, output)?;
-
-    let mut dtypes = BTreeMap::new();
-    for (_, t, _) in &converted {
-        *dtypes.entry(format!("{:?}", t.dtype())).or_insert(0) += 1;
-    }
-    Ok(QuantizeReport {
-        input: input.to_path_buf(),
-        output: output.to_path_buf(),
-        target: format!("{to:?}"),
-        tensors: converted.len(),
-        quantized: converted.iter().filter(|c| c.2 == 0).count(),
-        to_f32: converted.iter().filter(|c| c.2 == 1).count(),
-        kept: converted
-            .iter()
-            .filter(|c| c.2 == 2)
-            .map(|c| c.0.clone())
-            .collect(),
-        dtypes,
-        input_bytes: std::fs::metadata(input)?.len(),
-        output_bytes: std::fs::metadata(output)?.len(),
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    write_gguf(output, metadata, &converted)?;
+    QuantizeReport::new(
+        input,
+        output,
+        to,
+        &converted,
+        std::fs::metadata(input)?.len(),
+        start,
+    )
 }
 
 /// Target type on the command line.
@@ -270,7 +305,8 @@ impl From<QuantType> for GgmlDType {
 /// Arguments of `hermes-eval quantize`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct QuantizeArgs {
-    /// Input GGUF file.
+    /// Input: a GGUF file, or a Hugging Face Llama/Mistral directory (config.json,
+    /// tokenizer.json, safetensors) converted in llama.cpp's `llama` GGUF layout.
     pub input: PathBuf,
     /// Output GGUF file.
     #[arg(long, short)]
@@ -282,7 +318,11 @@ pub struct QuantizeArgs {
 
 /// Run `hermes-eval quantize`: writes the output and prints a one-line summary.
 pub fn run_quantize(args: &QuantizeArgs) -> anyhow::Result<()> {
-    let r = quantize_gguf(&args.input, &args.output, args.to.into())?;
+    let r = if args.input.is_dir() {
+        crate::convert::hf_to_gguf(&args.input, &args.output, args.to.into())?
+    } else {
+        quantize_gguf(&args.input, &args.output, args.to.into())?
+    };
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
         "{} → {}: {} tensors ({} matrices to {}, {} F32 vectors, {} kept as stored), {:.1} MiB → {:.1} MiB in {:.1} s",

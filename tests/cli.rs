@@ -9,13 +9,38 @@ fn bin() -> Command {
 }
 
 /// Run and return (exit code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
     let o = bin().args(args).output().unwrap();
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into(),
         String::from_utf8_lossy(&o.stderr).into(),
     )
+}
+
+/// `run --tasks T --limit N --model M --data-dir <mirror> --output O`.
+fn run_args(
+    tasks: &str,
+    limit: &str,
+    model: &std::path::Path,
+    out: &std::path::Path,
+) -> Vec<String> {
+    let hub = hub();
+    [
+        "run",
+        "--tasks",
+        tasks,
+        "--limit",
+        limit,
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        hub.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn assert_one_line_error(args: &[&str], needle: &str) {
@@ -193,20 +218,7 @@ fn gguf_tokenizer_gives_reference_ids_on_every_case() {
 fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
-    let (gguf, hub) = (test_gguf(), hub());
-    let args = [
-        "run",
-        "--tasks",
-        "arc_easy,boolq",
-        "--limit",
-        "5",
-        "--model",
-        gguf.to_str().unwrap(),
-        "--data-dir",
-        hub.to_str().unwrap(),
-        "--output",
-        o,
-    ];
+    let args = run_args("arc_easy,boolq", "5", &test_gguf(), out.path());
     let (code, stdout, err) = run(&args);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -237,4 +249,109 @@ fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
     let (code3, stdout3, _) = run(&args);
     assert_eq!(code3, 0);
     assert_eq!(stdout3, stdout);
+}
+
+#[test]
+fn run_with_several_models_writes_one_comparison_and_gates() {
+    let out = tempfile::tempdir().unwrap();
+    let gguf = test_gguf();
+    let g = gguf.to_str().unwrap();
+    // The same model twice: every difference is zero, so even a zero-point gate passes.
+    let mut args = run_args("arc_easy", "5", &gguf, out.path());
+    args.extend(["--model", g, "--max-drop", "0"].map(String::from));
+    let (code, stdout, err) = run(&args);
+    assert_eq!(code, 0, "{err}\n{stdout}");
+    let stem = gguf.file_stem().unwrap().to_str().unwrap();
+    for d in [stem.to_string(), format!("{stem}-2")] {
+        let dir = out.path().join(&d);
+        assert!(dir.join("report.md").is_file(), "{}", dir.display());
+    }
+    let cmp = out.path().join("comparison");
+    for f in ["comparison.md", "comparison.json", "comparison-1.svg"] {
+        assert!(cmp.join(f).is_file(), "{f}");
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cmp.join("comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["regressions"], 0);
+    let metrics = j["comparisons"][0]["metrics"].as_array().unwrap();
+    assert!(!metrics.is_empty());
+    for m in metrics {
+        assert_eq!(m["delta_points"].as_f64().unwrap(), 0.0, "{m}");
+    }
+    assert!(stdout.contains("PASS"), "{stdout}");
+    // A gate flag with one model is a usage error.
+    let mut args = run_args("arc_easy", "1", &gguf, out.path());
+    args.extend(["--max-drop", "1"].map(String::from));
+    let (code, _, err) = run(&args);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least two --model"), "{err}");
+}
+
+#[test]
+fn ctrl_c_keeps_finished_documents_and_a_rerun_resumes_from_the_cache() {
+    use std::io::{BufRead, BufReader};
+    let out = tempfile::tempdir().unwrap();
+    let args = run_args("arc_easy", "40", &test_gguf(), out.path());
+    let mut child = bin()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Progress lines come every 10 %; interrupt after the first one.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no progress: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("arc_easy: ") && line.contains("docs") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+    // The documents finished before the interruption are written.
+    let samples = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("samples_arc_easy_")
+        })
+        .expect("samples kept");
+    let kept = read_jsonl(&samples).len();
+    assert!((1..40).contains(&kept), "{kept} documents kept");
+    // Running the same command again finishes, answering the finished requests from the cache.
+    let (code, stdout, err2) = run(&args);
+    assert_eq!(code, 0, "{err2}");
+    assert!(stdout.contains("|arc_easy|"), "{stdout}");
+    let results = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("results_") && n.ends_with(".json")
+        })
+        .unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
+    let hits = r["config"]["request_cache_hits"].as_u64().unwrap();
+    assert!(
+        hits as usize >= kept * 3,
+        "{hits} cache hits for {kept} kept docs"
+    );
 }

@@ -2,7 +2,8 @@
 //! plus re-scoring of a saved completion without a model.
 //!
 //! Determinism: the reference samples with temperature 0.1 and no seed (TASKS_SPEC §7.3); this
-//! port decodes **greedily** (`GenOptions` has no sampling), so runs are reproducible.
+//! port decodes **greedily** by default, and with `--temperature` samples from a generator seeded
+//! per prompt by `--seed`, so runs are reproducible either way.
 use super::bfcl;
 use super::data::{FcSample, FcTarget, JsonEvalKind, JsonSample};
 use super::judge::{self, Failure, FailureReason};
@@ -25,6 +26,9 @@ pub struct FcOptions {
     pub max_new_tokens: usize,
     pub parser: ParserMode,
     pub schema_order: SchemaOrder,
+    /// 0 = greedy.
+    pub temperature: f64,
+    pub seed: u64,
 }
 
 impl Default for FcOptions {
@@ -34,6 +38,8 @@ impl Default for FcOptions {
             max_new_tokens: 512,
             parser: ParserMode::Xml,
             schema_order: SchemaOrder::V1,
+            temperature: 0.0,
+            seed: 0,
         }
     }
 }
@@ -409,6 +415,8 @@ fn generate_all(
         max_new_tokens: opts.max_new_tokens,
         stop_tokens,
         stop_strings: Vec::new(),
+        temperature: opts.temperature,
+        seed: opts.seed,
     };
     let mut out = Vec::with_capacity(convs.len());
     progress(0, convs.len());
@@ -554,19 +562,8 @@ pub struct FcArgs {
     /// BFCL version directory (v4, v3, v3-release-70b6a4a2); default: newest present.
     #[arg(long)]
     pub bfcl_version: Option<String>,
-    /// Local mirror of the hub (layout of shared/hub).
-    #[arg(long, env = "HERMES_EVAL_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Evaluate only the first N samples.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 512)]
-    pub max_new_tokens: usize,
-    /// Chat template file overriding the model's own.
-    #[arg(long)]
-    pub chat_template: Option<PathBuf>,
+    #[command(flatten)]
+    pub gen: GenArgs,
     /// Tool-call parser: xml (card version) or regex (later version).
     #[arg(long, value_enum, default_value_t = ParserMode::Xml)]
     pub parser: ParserMode,
@@ -588,38 +585,63 @@ pub struct JsonArgs {
     /// JSONSchemaBench subset (Github_trivial, Github_easy, Github_medium, Github_hard, Glaiveai2K).
     #[arg(long)]
     pub subset: Option<String>,
+    #[command(flatten)]
+    pub gen: GenArgs,
+    /// Output directory for samples and summaries.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Data and generation options shared by `fc` and `json`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenArgs {
+    /// Local mirror of the hub (layout of shared/hub).
     #[arg(long, env = "HERMES_EVAL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Evaluate only the first N samples.
     #[arg(long)]
     pub limit: Option<usize>,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
+    /// Chat template file overriding the model's own.
     #[arg(long)]
     pub chat_template: Option<PathBuf>,
-    #[arg(long)]
-    pub output: Option<PathBuf>,
+    /// Sampling temperature; 0 (the default) decodes greedily. The published evaluator samples
+    /// at 0.1 without a seed; here a sample is reproducible from --seed.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Seed of sampling (used when --temperature > 0).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl GenArgs {
+    fn options(&self) -> FcOptions {
+        FcOptions {
+            batch_size: self.batch_size,
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            seed: self.seed,
+            ..FcOptions::default()
+        }
+    }
 }
 
 impl FcArgs {
     pub fn options(&self) -> FcOptions {
         FcOptions {
-            batch_size: self.batch_size,
-            max_new_tokens: self.max_new_tokens,
             parser: self.parser,
             schema_order: self.schema_order,
+            ..self.gen.options()
         }
     }
 }
 
 impl JsonArgs {
     pub fn options(&self) -> FcOptions {
-        FcOptions {
-            batch_size: self.batch_size,
-            max_new_tokens: self.max_new_tokens,
-            ..FcOptions::default()
-        }
+        self.gen.options()
     }
 }
 
@@ -627,7 +649,7 @@ impl FcArgs {
     /// Resolve the dataset in the mirror (`--data-dir` / `$HERMES_EVAL_DATA_DIR`), apply
     /// `--limit`. Returns (task name, samples).
     pub fn load_samples(&self) -> Result<(String, Vec<FcSample>)> {
-        let dir = super::data::data_dir(self.data_dir.as_deref())?;
+        let dir = super::data::data_dir(self.gen.data_dir.as_deref())?;
         let (task, mut s) = super::data::load_fc_dataset(
             &self.dataset,
             self.category.as_deref(),
@@ -635,7 +657,7 @@ impl FcArgs {
             &dir,
             self.schema_order,
         )?;
-        if let Some(n) = self.limit {
+        if let Some(n) = self.gen.limit {
             s.truncate(n);
         }
         Ok((task, s))
@@ -645,10 +667,10 @@ impl FcArgs {
 impl JsonArgs {
     /// Resolve the dataset in the mirror, apply `--limit`. Returns (task name, kind, samples).
     pub fn load_samples(&self) -> Result<(String, JsonEvalKind, Vec<JsonSample>)> {
-        let dir = super::data::data_dir(self.data_dir.as_deref())?;
+        let dir = super::data::data_dir(self.gen.data_dir.as_deref())?;
         let (task, kind, mut s) =
             super::data::load_json_dataset(&self.dataset, self.subset.as_deref(), &dir)?;
-        if let Some(n) = self.limit {
+        if let Some(n) = self.gen.limit {
             s.truncate(n);
         }
         Ok((task, kind, s))

@@ -173,38 +173,113 @@ impl LanguageModel for CandleLm {
     }
 
     fn generate(&mut self, prompts: &[Vec<u32>], opts: &GenOptions) -> Result<Vec<Vec<u32>>> {
-        let mut results = Vec::with_capacity(prompts.len());
-        for prompt in prompts {
-            if prompt.is_empty() {
-                return Err(Error::model("generation needs a non-empty prompt"));
+        if prompts.iter().any(|p| p.is_empty()) {
+            return Err(Error::model("generation needs a non-empty prompt"));
+        }
+        if !(opts.temperature >= 0.0 && opts.temperature.is_finite()) {
+            return Err(Error::model(format!(
+                "temperature must be a non-negative number, got {}",
+                opts.temperature
+            )));
+        }
+        let mut results = vec![Vec::new(); prompts.len()];
+        // Keep room for the new tokens (the harness truncates to max_length - max_gen_toks).
+        let keep = self.max_length.saturating_sub(opts.max_new_tokens).max(1);
+        let idx: Vec<usize> = (0..prompts.len()).collect();
+        for chunk in idx.chunks(self.batch_size.max(1)) {
+            // Each prompt is prefilled alone; the decoding steps of the chunk run batched.
+            let mut rows: Vec<GenRow> = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                let p = &prompts[i];
+                let p = &p[p.len().saturating_sub(keep)..];
+                rows.push(GenRow {
+                    index: i,
+                    cache: self.prefill(&p[..p.len() - 1], None)?,
+                    last: *p.last().unwrap(),
+                    rng: sampler_rng(opts.seed, p),
+                    done: opts.max_new_tokens == 0,
+                });
             }
-            // Keep room for the new tokens (the harness truncates to max_length - max_gen_toks).
-            let keep = self.max_length.saturating_sub(opts.max_new_tokens).max(1);
-            let prompt = &prompt[prompt.len().saturating_sub(keep)..];
-            let mut cache = self.prefill(&prompt[..prompt.len() - 1], None)?;
-            let mut last = *prompt.last().unwrap();
-            let mut new = Vec::new();
-            while new.len() < opts.max_new_tokens {
-                let t = Self::ids(&[&[last]], 1)?;
-                let past = (!cache.is_empty()).then_some(&cache);
-                let (h, c) = self.llama.forward(&t, past, true)?;
-                cache = c.unwrap();
-                let logits = self.llama.logits(&h.reshape((1, h.dim(2)?))?)?;
-                let next = super::llama::last_dim_argmax(&logits)?;
-                if opts.stop_tokens.contains(&next) {
+            loop {
+                let active: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r].done).collect();
+                if active.is_empty() {
                     break;
                 }
-                new.push(next);
-                last = next;
-                if !opts.stop_strings.is_empty() {
-                    let text = super::tokenizer::decode(&self.tokenizer, &new, false)?;
-                    if opts.stop_strings.iter().any(|s| text.contains(s.as_str())) {
-                        break;
+                let tokens: Vec<u32> = active.iter().map(|&r| rows[r].last).collect();
+                let mut caches: Vec<KvCache> = active
+                    .iter()
+                    .map(|&r| std::mem::take(&mut rows[r].cache))
+                    .collect();
+                let h = self.llama.decode_step(&tokens, &mut caches)?;
+                let logits = self.llama.logits(&h)?.to_vec2::<f32>()?;
+                for ((&r, cache), row_logits) in active.iter().zip(caches).zip(&logits) {
+                    let row = &mut rows[r];
+                    row.cache = cache;
+                    let next = pick_token(row_logits, opts.temperature, &mut row.rng);
+                    let out = &mut results[row.index];
+                    if opts.stop_tokens.contains(&next) {
+                        row.done = true;
+                        continue;
+                    }
+                    out.push(next);
+                    row.last = next;
+                    row.done = out.len() >= opts.max_new_tokens;
+                    if !row.done && !opts.stop_strings.is_empty() {
+                        let text = super::tokenizer::decode(&self.tokenizer, out, false)?;
+                        row.done = opts.stop_strings.iter().any(|s| text.contains(s.as_str()));
                     }
                 }
             }
-            results.push(new);
         }
         Ok(results)
     }
+}
+
+/// A prompt being generated: its cache, the token to feed next, its sampler.
+struct GenRow {
+    index: usize,
+    cache: KvCache,
+    last: u32,
+    rng: rand_chacha::ChaCha8Rng,
+    done: bool,
+}
+
+/// A generator seeded by the run's seed and the prompt itself (independent of batching).
+fn sampler_rng(seed: u64, prompt: &[u32]) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    for t in prompt {
+        h.update(t.to_le_bytes());
+    }
+    rand_chacha::ChaCha8Rng::from_seed(h.finalize().into())
+}
+
+/// Argmax (first maximum) when `temperature == 0`, else a sample from softmax(logits / t).
+fn pick_token(logits: &[f32], temperature: f64, rng: &mut rand_chacha::ChaCha8Rng) -> u32 {
+    use rand::Rng;
+    let mut arg = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[arg] {
+            arg = i;
+        }
+    }
+    if temperature == 0.0 {
+        return arg as u32;
+    }
+    let max = logits[arg] as f64;
+    let w: Vec<f64> = logits
+        .iter()
+        .map(|&v| ((v as f64 - max) / temperature).exp())
+        .collect();
+    let total: f64 = w.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (i, x) in w.iter().enumerate() {
+        if u < *x {
+            return i as u32;
+        }
+        u -= x;
+    }
+    arg as u32
 }

@@ -4,7 +4,7 @@
 use super::config::LlamaConfig;
 use super::qmatmul::Weight;
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 pub struct Layer {
     pub attn_norm: Tensor,
@@ -121,6 +121,22 @@ impl Llama {
         Ok(Tensor::from_vec(m, (n_rep * s, t), &Device::Cpu)?)
     }
 
+    /// (query heads, kv heads, head size, query heads per kv head).
+    fn head_dims(&self) -> (usize, usize, usize, usize) {
+        let c = &self.cfg;
+        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        (nh, nkv, c.head_dim, nh / nkv)
+    }
+
+    /// The feed-forward half of a layer with its residual: `x + down(silu(gate(h)) * up(h))`,
+    /// `h = rms_norm(x)`.
+    fn ffn_block(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        let h = candle_nn::ops::rms_norm(x, &layer.ffn_norm, self.cfg.rms_norm_eps as f32)?;
+        let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
+        let u = layer.up.forward(&h)?;
+        Ok((x + layer.down.forward(&(g * u)?)?)?)
+    }
+
     /// Run `tokens` (`[b, s]`, u32) after the cached positions in `past` (batch 1 — shared by
     /// every row — or b). Returns the final-normed hidden states `[b, s, hidden]` and, when
     /// `keep_cache`, the cache extended by these positions.
@@ -136,12 +152,7 @@ impl Llama {
         let (b, s) = tokens.dims2()?;
         let p = past.map(|c| c.len()).unwrap_or(0);
         let cfg = &self.cfg;
-        let (nh, nkv, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let n_rep = nh / nkv;
+        let (nh, nkv, hd, n_rep) = self.head_dims();
         let (cos, sin) = self.rope_tables(p, s)?;
         let mask = self.mask(p, s, n_rep)?;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -203,11 +214,7 @@ impl Llama {
             if keep_cache {
                 new_cache.layers.push((k, v));
             }
-            x = (x + layer.o.forward(&y)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
-            let u = layer.up.forward(&h)?;
-            x = (x + layer.down.forward(&(g * u)?)?)?;
+            x = self.ffn_block(layer, &(x + layer.o.forward(&y)?)?)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         Ok((x, keep_cache.then_some(new_cache)))
@@ -358,6 +365,89 @@ impl Llama {
         ))
     }
 
+    /// One decoding step for `tokens.len()` independent rows: row `r` appends `tokens[r]` after
+    /// its own cache `caches[r]` (rows may have different lengths). The linear layers run on all
+    /// rows at once; attention runs per row over that row's cache, so a row's result equals
+    /// [`Llama::forward`] of that row alone. Returns the final-normed hidden states `[b, hidden]`
+    /// and extends every cache by one position.
+    pub fn decode_step(&self, tokens: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
+        let b = tokens.len();
+        if b == 0 || caches.len() != b {
+            return Err(Error::model("decode_step: one cache per token"));
+        }
+        if self.llamacpp_arith {
+            // llama.cpp's arithmetic is per row anyway: one forward per row over its own cache.
+            let mut rows = Vec::with_capacity(b);
+            for (&tok, cache) in tokens.iter().zip(caches.iter_mut()) {
+                let t = Tensor::from_vec(vec![tok], (1, 1), &Device::Cpu)?;
+                let past = (!cache.is_empty()).then_some(&*cache);
+                let (h, c) = self.forward_traced(&t, past, true, None)?;
+                *cache = c.unwrap_or_default();
+                rows.push(h.reshape((1, self.cfg.hidden_size))?);
+            }
+            return Ok(Tensor::cat(&rows, 0)?);
+        }
+        let cfg = &self.cfg;
+        let (nh, nkv, hd, n_rep) = self.head_dims();
+        let scale = 1.0 / (hd as f64).sqrt();
+        let eps = cfg.rms_norm_eps as f32;
+        let mut cos = vec![];
+        let mut sin = vec![];
+        let mut masks = vec![];
+        for c in caches.iter() {
+            if !c.is_empty() && c.layers.len() != self.layers.len() {
+                return Err(Error::model("decode_step: cache of another model"));
+            }
+            let (co, si) = self.rope_tables(c.len(), 1)?;
+            cos.push(co);
+            sin.push(si);
+            masks.push(self.mask(c.len(), 1, n_rep)?);
+        }
+        let cos = Tensor::stack(&cos, 0)?;
+        let sin = Tensor::stack(&sin, 0)?;
+        let ids = Tensor::from_vec(tokens.to_vec(), b, &Device::Cpu)?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .reshape((b, 1, cfg.hidden_size))?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let heads = |w: &Weight, n: usize| -> Result<Tensor> {
+                Ok(w.forward(&h)?
+                    .reshape((b, 1, n, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let q = self.rope(&heads(&layer.q, nh)?, &cos, &sin)?;
+            let k = self.rope(&heads(&layer.k, nkv)?, &cos, &sin)?;
+            let v = heads(&layer.v, nkv)?;
+            let mut ys = Vec::with_capacity(b);
+            for (r, cache) in caches.iter_mut().enumerate() {
+                let (kr, vr) = (k.narrow(0, r, 1)?, v.narrow(0, r, 1)?);
+                let (kr, vr) = match cache.layers.get(li) {
+                    Some((pk, pv)) => (
+                        Tensor::cat(&[pk, &kr], 2)?.contiguous()?,
+                        Tensor::cat(&[pv, &vr], 2)?.contiguous()?,
+                    ),
+                    None => (kr, vr),
+                };
+                let qf = (q.narrow(0, r, 1)? * scale)?.reshape((1, nkv, n_rep, hd))?;
+                let att = qf.matmul(&kr.t()?)?.broadcast_add(&masks[r])?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                ys.push(att.matmul(&vr)?.reshape((1, 1, nh * hd))?);
+                if li < cache.layers.len() {
+                    cache.layers[li] = (kr, vr);
+                } else {
+                    cache.layers.push((kr, vr));
+                }
+            }
+            let y = Tensor::cat(&ys, 0)?;
+            x = self.ffn_block(layer, &(x + layer.o.forward(&y)?)?)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
+        Ok(x.reshape((b, cfg.hidden_size))?)
+    }
+
     /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head
@@ -384,8 +474,4 @@ pub fn logprob_at(row: &[f32], target: usize) -> (f64, bool) {
         .ln()
         + max as f64;
     (row[target] as f64 - lse, arg == target)
-}
-
-pub fn last_dim_argmax(t: &Tensor) -> Result<u32> {
-    Ok(t.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?[0])
 }

@@ -11,14 +11,19 @@ pub struct TokenRequest {
     pub continuation: Vec<u32>,
 }
 
-/// Options of greedy generation.
-#[derive(Debug, Clone)]
+/// Options of generation: greedy by default, sampling when `temperature > 0`.
+#[derive(Debug, Clone, Default)]
 pub struct GenOptions {
     pub max_new_tokens: usize,
     /// Token ids that end generation (EOS, `<|im_end|>`).
     pub stop_tokens: Vec<u32>,
     /// Strings that end generation once they appear in the decoded continuation.
     pub stop_strings: Vec<String>,
+    /// 0 = greedy (argmax). Above 0, tokens are sampled from softmax(logits / temperature).
+    pub temperature: f64,
+    /// Seed of sampling. Each prompt's generator is seeded from this seed and the prompt's
+    /// tokens, so a sample does not depend on what it is batched with.
+    pub seed: u64,
 }
 
 pub trait LanguageModel {
@@ -31,7 +36,9 @@ pub trait LanguageModel {
     /// choices); the backend computes that shared prefix once. The result of a request never
     /// depends on the other requests of its group.
     fn loglikelihood(&mut self, group: &[TokenRequest]) -> Result<Vec<Loglik>>;
-    /// Greedy generation for each prompt; returns the generated token ids (stop token excluded).
+    /// Generation for each prompt (greedy unless `opts.temperature > 0`), batched; returns the
+    /// generated token ids (stop token excluded). A prompt's output does not depend on the other
+    /// prompts of the call.
     fn generate(&mut self, prompts: &[Vec<u32>], opts: &GenOptions) -> Result<Vec<Vec<u32>>>;
     /// What was loaded: source, sha256 of the weights, dtype, compute path.
     fn fingerprint(&self) -> serde_json::Value;

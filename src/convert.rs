@@ -1,0 +1,641 @@
+//! `hermes-eval quantize <HF dir>`: convert a Hugging Face Llama/Mistral directory (config.json,
+//! tokenizer.json, tokenizer_config.json, single or sharded safetensors in f32/f16/bf16) straight
+//! to a quantized GGUF in llama.cpp's `llama` layout, as `convert_hf_to_gguf.py` writes it:
+//!
+//! - tensor names `token_embd`, `blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,
+//!   ffn_gate,ffn_up,ffn_down}`, `output_norm`, `output` (left out when the embeddings are tied),
+//!   and `rope_freqs` for Llama 3 rope scaling (per-frequency divisors, as llama.cpp computes);
+//! - Q and K rows permuted from the rotate-half layout to GGUF's interleaved one
+//!   (rows `(heads, 2, head_dim/2)` → `(heads, head_dim/2, 2)`, the inverse of
+//!   `model::export`'s un-permute; K with the KV head count);
+//! - `llama.*` hyper-parameters, `general.file_type`, `general.quantization_version`;
+//! - the tokenizer for byte-level BPE (`tokenizer.ggml.model = gpt2`): tokens (`[PADi]` for ids
+//!   the tokenizer lacks), token types (added special / `<|…|>` tokens are control, other added
+//!   tokens user-defined), merges, bos/eos/unk/sep/pad ids (tokenizer_config.json names looked up
+//!   in `added_tokens`, then config.json `*_token_id`), add_bos/add_eos, the chat template, and
+//!   `tokenizer.ggml.pre` named from the tokenizer.json pre-tokenizer structure — only the ones
+//!   `model::tokenizer` rebuilds (smollm, gpt-2, llama-bpe, qwen2). The tokenizer rebuilt from
+//!   the metadata must encode a check text exactly as tokenizer.json does, or conversion fails.
+//!   SentencePiece tokenizers (`tokenizer.ggml.model = llama`) are refused.
+//!
+//! Tensor types follow [`crate::quantize`]'s rules: 2-D tensors go to the target (or its k-quant
+//! fallback), 1-D tensors are stored F32, anything else keeps its safetensors dtype.
+use crate::error::{Error, Result};
+use crate::model::config::LlamaConfig;
+use crate::model::tokenizer;
+use crate::quantize::{
+    check_target, file_type, first_line, matrix_target, write_gguf, QuantizeReport,
+};
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use gguf_file::Value;
+use rayon::prelude::*;
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Text both tokenizers must encode identically: contractions, digit runs, whitespace runs,
+/// newlines, tabs, accents, CJK, emoji, code and chat markup.
+const CHECK_TEXT: &str =
+    "Hello world! I'm here, you're there; we'll see, they've gone, he'd say, it's OK.\n\n\
+ \t  indented   line\t\twith tabs\r\nWindows line\n   \n\
+3 33 333 3333 33333 1234567890 3.14159 -42 1e-5 $1,000,000.00 100%\n\
+héllo naïve café Ünïcödé ß straße 日本語のテキスト 中文 한국어 Привет мир العربية 🙂🚀👩‍💻\n\
+fn main() { println!(\"{}\", x[0] + y_1 * 2); } // comment <a href=\"x\">link</a>\n\
+<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|><|endoftext|>";
+
+/// Tokens `convert_hf_to_gguf.py` treats as control tokens even when not flagged special.
+fn looks_special(t: &str) -> bool {
+    matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (t.starts_with("<|") && t.ends_with("|>"))
+        || (t.starts_with("<｜") && t.ends_with("｜>"))
+        || (t.starts_with("<unused") && t.ends_with('>'))
+}
+
+fn read_json(path: &Path) -> Result<Json> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))
+}
+
+/// `model.safetensors.index.json`'s tensor name → shard file.
+type WeightMap = HashMap<String, String>;
+
+/// The weight files of a model directory: the shards named by `model.safetensors.index.json`
+/// (every shard must exist), or `model.safetensors`.
+fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let v = read_json(&index)?;
+        let map = v["weight_map"]
+            .as_object()
+            .ok_or_else(|| Error::file(&index, "no weight_map"))?;
+        let map: HashMap<String, String> = map
+            .iter()
+            .filter_map(|(k, f)| f.as_str().map(|f| (k.clone(), f.to_string())))
+            .collect();
+        let mut files: Vec<String> = map.values().cloned().collect();
+        files.sort();
+        files.dedup();
+        let files: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
+        for f in &files {
+            if !f.is_file() {
+                return Err(Error::file(f, "shard named in the index is missing"));
+            }
+        }
+        return Ok((files, Some(map)));
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok((vec![single], None));
+    }
+    Err(Error::file(
+        dir,
+        "no model.safetensors or model.safetensors.index.json",
+    ))
+}
+
+/// A GGUF tensor to write and where it comes from.
+struct Planned {
+    gguf: String,
+    hf: String,
+    /// Permute the rows to GGUF's interleaved RoPE layout with this many heads.
+    permute_heads: Option<usize>,
+}
+
+/// HF tensor names of a Llama model → GGUF names. Unknown tensors are an error (dropping e.g. an
+/// attention bias would silently give a different model); rotary `inv_freq` buffers are skipped.
+fn plan_tensors(cfg: &LlamaConfig, names: &HashSet<String>) -> Result<Vec<Planned>> {
+    let mut plan = vec![];
+    let mut add = |gguf: String, hf: String, permute_heads: Option<usize>| {
+        plan.push(Planned {
+            gguf,
+            hf,
+            permute_heads,
+        })
+    };
+    add(
+        "token_embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        None,
+    );
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let g = |s: &str| format!("blk.{i}.{s}.weight");
+        add(g("attn_norm"), format!("{p}.input_layernorm.weight"), None);
+        add(
+            g("attn_q"),
+            format!("{p}.self_attn.q_proj.weight"),
+            Some(cfg.num_attention_heads),
+        );
+        add(
+            g("attn_k"),
+            format!("{p}.self_attn.k_proj.weight"),
+            Some(cfg.num_key_value_heads),
+        );
+        add(g("attn_v"), format!("{p}.self_attn.v_proj.weight"), None);
+        add(
+            g("attn_output"),
+            format!("{p}.self_attn.o_proj.weight"),
+            None,
+        );
+        add(
+            g("ffn_norm"),
+            format!("{p}.post_attention_layernorm.weight"),
+            None,
+        );
+        add(g("ffn_gate"), format!("{p}.mlp.gate_proj.weight"), None);
+        add(g("ffn_up"), format!("{p}.mlp.up_proj.weight"), None);
+        add(g("ffn_down"), format!("{p}.mlp.down_proj.weight"), None);
+    }
+    add(
+        "output_norm.weight".into(),
+        "model.norm.weight".into(),
+        None,
+    );
+    let has_head = names.contains("lm_head.weight");
+    if has_head && !cfg.tie_word_embeddings {
+        add("output.weight".into(), "lm_head.weight".into(), None);
+    }
+    for p in &plan {
+        if !names.contains(&p.hf) {
+            return Err(Error::model(format!(
+                "tensor `{}` is missing from the safetensors files",
+                p.hf
+            )));
+        }
+    }
+    let used: HashSet<&str> = plan.iter().map(|p| p.hf.as_str()).collect();
+    let mut unknown: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            !used.contains(n.as_str())
+                && n.as_str() != "lm_head.weight"
+                && !n.ends_with(".rotary_emb.inv_freq")
+        })
+        .collect();
+    unknown.sort();
+    if let Some(first) = unknown.first() {
+        return Err(Error::model(format!(
+            "tensor `{first}` (and {} more) has no place in a llama GGUF; only Llama/Mistral weights without biases are supported",
+            unknown.len() - 1
+        )));
+    }
+    Ok(plan)
+}
+
+/// HF rotate-half rows `(heads, 2, head_dim/2)` → GGUF interleaved rows `(heads, head_dim/2, 2)`.
+pub fn permute_qk(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+        return Err(Error::model(format!(
+            "cannot permute a {rows}×{cols} Q/K matrix for {heads} heads"
+        )));
+    }
+    let hd = rows / heads;
+    Ok(w.reshape((heads, 2, hd / 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+/// Which `model::tokenizer` pre-tokenizer a tokenizer.json uses (its `tokenizer.ggml.pre`), from
+/// the structure of `pre_tokenizer`, `normalizer` and `model`; an error for anything else.
+fn identify_pre(tj: &Json) -> Result<&'static str> {
+    let model = &tj["model"];
+    let ty = model["type"].as_str().unwrap_or("?");
+    let sentencepiece = ty == "Unigram"
+        || model["byte_fallback"].as_bool() == Some(true)
+        || tj["decoder"]["type"].as_str() == Some("Sequence")
+            && tj["decoder"].to_string().contains("ByteFallback");
+    if sentencepiece {
+        return Err(Error::Tokenizer(
+            "SentencePiece-style tokenizer (tokenizer.ggml.model=llama) is not supported by `quantize` from a Hugging Face directory yet; only byte-level BPE (gpt2)".into(),
+        ));
+    }
+    if ty != "BPE" {
+        return Err(Error::Tokenizer(format!(
+            "tokenizer.json model type `{ty}` is not byte-level BPE"
+        )));
+    }
+    if !tj["normalizer"].is_null() {
+        return Err(Error::Tokenizer(format!(
+            "tokenizer.json has a normalizer ({}); the GGUF byte-level BPE tokenizer has none",
+            tj["normalizer"]["type"].as_str().unwrap_or("?")
+        )));
+    }
+    let byte_level = |v: &Json, use_regex: bool| {
+        v["type"] == "ByteLevel"
+            && v["add_prefix_space"].as_bool() == Some(false)
+            && v["use_regex"].as_bool().unwrap_or(true) == use_regex
+    };
+    let split = |v: &Json| -> Option<String> {
+        (v["type"] == "Split"
+            && v["behavior"] == "Isolated"
+            && v["invert"].as_bool() == Some(false))
+        .then(|| v["pattern"]["Regex"].as_str().map(String::from))
+        .flatten()
+    };
+    let pt = &tj["pre_tokenizer"];
+    let seq: Vec<Json> = if pt["type"] == "Sequence" {
+        pt["pretokenizers"].as_array().cloned().unwrap_or_default()
+    } else {
+        vec![pt.clone()]
+    };
+    let pre = match seq.as_slice() {
+        [b] if byte_level(b, true) => Some("gpt-2"),
+        [d, b]
+            if d["type"] == "Digits"
+                && d["individual_digits"].as_bool() == Some(true)
+                && byte_level(b, true) =>
+        {
+            Some("smollm")
+        }
+        [s, b] if byte_level(b, false) => match split(s).as_deref() {
+            Some(r) if r == tokenizer::REGEX_LLAMA3 => Some("llama-bpe"),
+            Some(r) if r == tokenizer::REGEX_QWEN2 => Some("qwen2"),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(pre) = pre else {
+        let mut s = pt.to_string();
+        if s.len() > 200 {
+            s = format!("{}…", s.chars().take(200).collect::<String>());
+        }
+        return Err(Error::Tokenizer(format!(
+            "cannot name the tokenizer.json pre-tokenizer for tokenizer.ggml.pre (known: smollm, gpt-2, llama-bpe, qwen2): {s}"
+        )));
+    };
+    // llama.cpp ignores merges for whole-word vocabulary hits only for llama-bpe.
+    let ignore_merges = model["ignore_merges"].as_bool().unwrap_or(false);
+    if ignore_merges != (pre == "llama-bpe") {
+        return Err(Error::Tokenizer(format!(
+            "tokenizer.json pre-tokenizer looks like `{pre}` but model.ignore_merges is {ignore_merges}"
+        )));
+    }
+    Ok(pre)
+}
+
+fn string_array(v: Vec<String>) -> Value {
+    Value::Array(v.into_iter().map(Value::String).collect())
+}
+
+/// `tokenizer.*` metadata of a byte-level BPE tokenizer.json, as `convert_hf_to_gguf.py` writes it.
+fn tokenizer_metadata(
+    dir: &Path,
+    tj: &Json,
+    tc: &Json,
+    config: &Json,
+    vocab_size: usize,
+) -> Result<Vec<(String, Value)>> {
+    let pre = identify_pre(tj)?;
+    let mut by_id: BTreeMap<usize, String> = BTreeMap::new();
+    let vocab = tj["model"]["vocab"]
+        .as_object()
+        .ok_or_else(|| Error::Tokenizer("tokenizer.json has no model.vocab".into()))?;
+    for (t, id) in vocab {
+        let id = id
+            .as_u64()
+            .ok_or_else(|| Error::Tokenizer(format!("vocab entry `{t}` has no integer id")))?;
+        by_id.insert(id as usize, t.clone());
+    }
+    let empty = vec![];
+    let added = tj["added_tokens"].as_array().unwrap_or(&empty);
+    let mut added_special: HashMap<usize, bool> = HashMap::new();
+    for a in added {
+        let (Some(id), Some(content)) = (a["id"].as_u64(), a["content"].as_str()) else {
+            continue;
+        };
+        by_id.insert(id as usize, content.to_string());
+        added_special.insert(id as usize, a["special"].as_bool().unwrap_or(false));
+    }
+    if let Some((&max, t)) = by_id.last_key_value() {
+        if max >= vocab_size {
+            return Err(Error::Tokenizer(format!(
+                "token `{t}` has id {max}, beyond config.json vocab_size {vocab_size}"
+            )));
+        }
+    }
+    let mut tokens = Vec::with_capacity(vocab_size);
+    let mut types = Vec::with_capacity(vocab_size);
+    for i in 0..vocab_size {
+        match by_id.get(&i) {
+            None => {
+                tokens.push(format!("[PAD{i}]"));
+                types.push(Value::I32(5)); // unused
+            }
+            Some(t) => {
+                let ty = match added_special.get(&i) {
+                    Some(&special) if special || looks_special(t) => 3, // control
+                    Some(_) => 4,                                       // user-defined
+                    None => 1,                                          // normal
+                };
+                tokens.push(t.clone());
+                types.push(Value::I32(ty));
+            }
+        }
+    }
+    let merges: Vec<String> = tj["model"]["merges"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|m| match m {
+            Json::String(s) => Ok(s.clone()),
+            Json::Array(p) if p.len() == 2 => Ok(format!(
+                "{} {}",
+                p[0].as_str().unwrap_or_default(),
+                p[1].as_str().unwrap_or_default()
+            )),
+            other => Err(Error::Tokenizer(format!("invalid merge {other}"))),
+        })
+        .collect::<Result<_>>()?;
+
+    let mut md: Vec<(String, Value)> = vec![
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String(pre.into())),
+        ("tokenizer.ggml.tokens".into(), string_array(tokens)),
+        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
+        ("tokenizer.ggml.merges".into(), string_array(merges)),
+        // Every pre-tokenizer identify_pre accepts has ByteLevel add_prefix_space = false.
+        ("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)),
+    ];
+    // Special ids: the tokenizer_config.json token name found among added_tokens, else
+    // config.json's `<kind>_token_id` (gguf-py's SpecialVocab order).
+    for (kind, key) in [
+        ("bos", "bos_token_id"),
+        ("eos", "eos_token_id"),
+        ("unk", "unknown_token_id"),
+        ("sep", "seperator_token_id"),
+        ("pad", "padding_token_id"),
+    ] {
+        let entry = &tc[format!("{kind}_token")];
+        let content = entry.as_str().or_else(|| entry["content"].as_str());
+        let from_tc = content.and_then(|c| {
+            added
+                .iter()
+                .find(|a| a["content"].as_str() == Some(c))
+                .and_then(|a| a["id"].as_u64())
+        });
+        let id = from_tc.or_else(|| config[format!("{kind}_token_id")].as_u64());
+        if let Some(id) = id.filter(|&id| (id as usize) < vocab_size) {
+            md.push((format!("tokenizer.ggml.{key}"), Value::U32(id as u32)));
+        }
+    }
+    for kind in ["bos", "eos"] {
+        if let Some(b) = tc[format!("add_{kind}_token")].as_bool() {
+            md.push((format!("tokenizer.ggml.add_{kind}_token"), Value::Bool(b)));
+        }
+    }
+    let jinja = dir.join("chat_template.jinja");
+    match &tc["chat_template"] {
+        Json::String(t) => md.push(("tokenizer.chat_template".into(), Value::String(t.clone()))),
+        Json::Array(named) => {
+            for t in named {
+                let (Some(name), Some(tpl)) = (t["name"].as_str(), t["template"].as_str()) else {
+                    continue;
+                };
+                let key = if name == "default" {
+                    "tokenizer.chat_template".to_string()
+                } else {
+                    format!("tokenizer.chat_template.{name}")
+                };
+                md.push((key, Value::String(tpl.into())));
+            }
+        }
+        _ if jinja.is_file() => {
+            let t = std::fs::read_to_string(&jinja)
+                .map_err(|e| Error::file(&jinja, format!("cannot read: {e}")))?;
+            md.push(("tokenizer.chat_template".into(), Value::String(t)));
+        }
+        _ => {}
+    }
+    Ok(md)
+}
+
+/// The tokenizer `model::tokenizer` rebuilds from `md` must encode like tokenizer.json.
+fn check_tokenizer(tok_json: &Path, md: &[(String, Value)]) -> Result<()> {
+    let ct = gguf_file::Content {
+        magic: gguf_file::VersionedMagic::GgufV3,
+        metadata: md.iter().cloned().collect(),
+        tensor_infos: HashMap::new(),
+        tensor_data_offset: 0,
+    };
+    let ours = tokenizer::from_gguf(&ct)?;
+    let theirs = tokenizer::from_file(tok_json)?;
+    let mut texts = vec![CHECK_TEXT.to_string()];
+    texts.extend(CHECK_TEXT.lines().map(|l| format!(" {l}")));
+    for t in texts {
+        let (a, b) = (
+            tokenizer::encode(&ours, &t)?,
+            tokenizer::encode(&theirs, &t)?,
+        );
+        if a != b {
+            let at = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            return Err(Error::Tokenizer(format!(
+                "the tokenizer rebuilt from the GGUF metadata disagrees with {} at token {at} of the check text; refusing to write a GGUF that tokenizes differently",
+                tok_json.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `llama.*` and `general.*` metadata (without file type and quantization version).
+fn model_metadata(dir: &Path, cfg: &LlamaConfig, vocab_size: usize) -> Vec<(String, Value)> {
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into());
+    let u = |x: usize| Value::U32(x as u32);
+    let mut md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String("llama".into())),
+        ("general.type".into(), Value::String("model".into())),
+        ("general.name".into(), Value::String(name)),
+        (
+            "llama.context_length".into(),
+            u(cfg.max_position_embeddings),
+        ),
+        ("llama.embedding_length".into(), u(cfg.hidden_size)),
+        ("llama.block_count".into(), u(cfg.num_hidden_layers)),
+        ("llama.feed_forward_length".into(), u(cfg.intermediate_size)),
+        (
+            "llama.attention.head_count".into(),
+            u(cfg.num_attention_heads),
+        ),
+        (
+            "llama.attention.head_count_kv".into(),
+            u(cfg.num_key_value_heads),
+        ),
+        (
+            "llama.rope.freq_base".into(),
+            Value::F32(cfg.rope_theta as f32),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(cfg.rms_norm_eps as f32),
+        ),
+        ("llama.rope.dimension_count".into(), u(cfg.head_dim)),
+        ("llama.vocab_size".into(), u(vocab_size)),
+    ];
+    if cfg.head_dim * cfg.num_attention_heads != cfg.hidden_size {
+        md.push(("llama.attention.key_length".into(), u(cfg.head_dim)));
+        md.push(("llama.attention.value_length".into(), u(cfg.head_dim)));
+    }
+    // Not read by llama.cpp's llama architecture; keeps our loader's Mistral window.
+    if let Some(w) = cfg.sliding_window {
+        md.push(("llama.attention.sliding_window".into(), u(w)));
+    }
+    md
+}
+
+/// Llama 3 rope scaling as llama.cpp stores it: a `rope_freqs` vector of per-frequency divisors.
+fn rope_freqs(cfg: &LlamaConfig) -> Option<Vec<f32>> {
+    cfg.rope_scaling.as_ref()?;
+    let plain = LlamaConfig {
+        rope_scaling: None,
+        ..cfg.clone()
+    };
+    Some(
+        plain
+            .inv_freq()
+            .iter()
+            .zip(cfg.inv_freq())
+            .map(|(b, s)| b / s)
+            .collect(),
+    )
+}
+
+/// Convert the Hugging Face model directory `dir` to a GGUF with matrices in `to` (one of
+/// [`crate::quantize::SUPPORTED`]).
+pub fn hf_to_gguf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeReport> {
+    check_target(to)?;
+    convert_hf(dir, output, to)
+}
+
+/// [`hf_to_gguf`] for any type candle quantizes to, F32 and F16 included (no CLI flag; the tests
+/// use an F32 conversion to check the layout without quantization error).
+pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeReport> {
+    let start = Instant::now();
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(Error::file(
+            dir,
+            "not a Hugging Face model directory: no config.json",
+        ));
+    }
+    let config_text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::file(&config_path, format!("cannot read: {e}")))?;
+    let cfg = LlamaConfig::from_hf_json(&config_text).map_err(|e| Error::file(&config_path, e))?;
+    let config: Json = serde_json::from_str(&config_text)
+        .map_err(|e| Error::file(&config_path, format!("invalid JSON: {e}")))?;
+
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        let msg = if dir.join("tokenizer.model").is_file() {
+            "only tokenizer.model (SentencePiece, tokenizer.ggml.model=llama), which `quantize` does not convert yet; byte-level BPE tokenizer.json only"
+        } else {
+            "no tokenizer.json"
+        };
+        return Err(Error::file(dir, msg));
+    }
+    let tj = read_json(&tok_path)?;
+    let tc_path = dir.join("tokenizer_config.json");
+    let tc = if tc_path.is_file() {
+        read_json(&tc_path)?
+    } else {
+        Json::Null
+    };
+    let vocab_size = cfg.vocab_size;
+    let mut metadata = model_metadata(dir, &cfg, vocab_size);
+    let tok_md = tokenizer_metadata(dir, &tj, &tc, &config, vocab_size)
+        .map_err(|e| Error::file(&tok_path, e))?;
+    check_tokenizer(&tok_path, &tok_md).map_err(|e| Error::file(&tok_path, e))?;
+    metadata.extend(tok_md);
+    metadata.push((
+        "general.file_type".into(),
+        Value::U32(file_type(to).unwrap_or(0)),
+    ));
+    metadata.push(("general.quantization_version".into(), Value::U32(2)));
+
+    let (files, index) = weight_files(dir)?;
+    // SAFETY: the files are memory-mapped read-only and not modified while mapped.
+    let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
+        Error::model(format!(
+            "invalid safetensors file ({}): {}",
+            files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            first_line(&e)
+        ))
+    })?;
+    let names: HashSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
+    if let Some(index) = &index {
+        if let Some((n, f)) = index.iter().find(|(n, _)| !names.contains(*n)) {
+            return Err(Error::file(
+                dir.join(f),
+                format!("tensor `{n}` named in the index is not in this shard"),
+            ));
+        }
+    }
+    let plan = plan_tensors(&cfg, &names)?;
+
+    // 0 = matrix in the target (or fallback) type, 1 = F32 vector, 2 = kept in its dtype.
+    let mut converted: Vec<(String, QTensor, u8)> = plan
+        .par_iter()
+        .map(|p| -> Result<(String, QTensor, u8)> {
+            let ctx = |e: candle_core::Error| {
+                Error::model(format!("tensor `{}`: {}", p.hf, first_line(&e)))
+            };
+            let t = st.load(&p.hf, &Device::Cpu).map_err(ctx)?;
+            let src = t.dtype();
+            let ggml_src = match src {
+                DType::F32 => GgmlDType::F32,
+                DType::F16 => GgmlDType::F16,
+                DType::BF16 => GgmlDType::BF16,
+                other => {
+                    return Err(Error::model(format!(
+                        "tensor `{}`: dtype {other:?} (expected f32, f16 or bf16)",
+                        p.hf
+                    )))
+                }
+            };
+            let mut t = t.to_dtype(DType::F32).map_err(ctx)?;
+            if let Some(heads) = p.permute_heads {
+                t = permute_qk(&t, heads)
+                    .map_err(|e| Error::model(format!("tensor `{}`: {e}", p.hf)))?;
+            }
+            let (ty, kind) = match t.dims() {
+                [_] => (GgmlDType::F32, 1),
+                [_, cols] => match matrix_target(*cols, to) {
+                    Some(q) => (q, 0),
+                    None => (ggml_src, 2),
+                },
+                _ => (ggml_src, 2),
+            };
+            let q = QTensor::quantize(&t, ty).map_err(ctx)?;
+            Ok((p.gguf.clone(), q, kind))
+        })
+        .collect::<Result<_>>()?;
+    if let Some(f) = rope_freqs(&cfg) {
+        let n = f.len();
+        let t = Tensor::from_vec(f, n, &Device::Cpu)?;
+        converted.push((
+            "rope_freqs.weight".into(),
+            QTensor::quantize(&t, GgmlDType::F32)?,
+            1,
+        ));
+    }
+    write_gguf(output, metadata, &converted)?;
+
+    let mut input_bytes = 0;
+    for f in &files {
+        input_bytes += std::fs::metadata(f)?.len();
+    }
+    QuantizeReport::new(dir, output, to, &converted, input_bytes, start)
+}

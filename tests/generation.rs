@@ -1,0 +1,119 @@
+//! Generation on the real test model: batched decoding gives each prompt exactly what it gets
+//! alone, stops where it is told to, and sampling is reproducible from its seed.
+mod common;
+use common::*;
+use hermes_eval::model::candle_lm::CandleLm;
+use hermes_eval::model::load::LoadOptions;
+use hermes_eval::model::{GenOptions, LanguageModel};
+
+fn model() -> CandleLm {
+    CandleLm::load(test_gguf().to_str().unwrap(), &LoadOptions::default()).unwrap()
+}
+
+fn encode(m: &CandleLm, s: &str) -> Vec<u32> {
+    m.tokenizer.encode(s, false).unwrap().get_ids().to_vec()
+}
+
+fn prompts(m: &CandleLm) -> Vec<Vec<u32>> {
+    [
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+        "The quick brown fox",
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nList three colours, one per line.<|im_end|>\n<|im_start|>assistant\n",
+        "1, 2, 3,",
+    ]
+    .iter()
+    .map(|s| encode(m, s))
+    .collect()
+}
+
+#[test]
+fn batched_generation_equals_one_prompt_at_a_time() {
+    let mut m = model();
+    let ps = prompts(&m);
+    let opts = GenOptions {
+        max_new_tokens: 24,
+        stop_tokens: vec![m.tokenizer.token_to_id("<|im_end|>").unwrap()],
+        ..Default::default()
+    };
+    m.batch_size = 1;
+    let alone: Vec<Vec<u32>> = ps
+        .iter()
+        .map(|p| {
+            m.generate(std::slice::from_ref(p), &opts)
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    m.batch_size = 4;
+    let batched = m.generate(&ps, &opts).unwrap();
+    assert_eq!(batched, alone);
+    // Something was generated, and nothing past the limit.
+    assert!(
+        alone.iter().all(|g| !g.is_empty() && g.len() <= 24),
+        "{alone:?}"
+    );
+    // The chat prompt is answered and ends at <|im_end|> before the limit.
+    let answer = m.tokenizer.decode(&alone[0], false).unwrap();
+    assert!(answer.contains("Paris"), "{answer:?}");
+}
+
+#[test]
+fn generation_stops_at_stop_strings_and_token_limit() {
+    let mut m = model();
+    let p = encode(&m, "1, 2, 3,");
+    let free = GenOptions {
+        max_new_tokens: 12,
+        ..Default::default()
+    };
+    let g = m
+        .generate(std::slice::from_ref(&p), &free)
+        .unwrap()
+        .remove(0);
+    assert_eq!(g.len(), 12);
+    let text = m.tokenizer.decode(&g, false).unwrap();
+    // Stop as soon as the decoded continuation contains the stop string.
+    let stop = text.trim_start().chars().next().unwrap().to_string();
+    let opts = GenOptions {
+        stop_strings: vec![stop.clone()],
+        ..free
+    };
+    let short = m.generate(&[p], &opts).unwrap().remove(0);
+    assert!(short.len() < g.len(), "{short:?} vs {g:?}");
+    assert_eq!(short[..], g[..short.len()]);
+    assert!(m.tokenizer.decode(&short, false).unwrap().contains(&stop));
+}
+
+#[test]
+fn sampling_is_reproducible_from_the_seed() {
+    let mut m = model();
+    let ps = prompts(&m);
+    let opts = |seed| GenOptions {
+        max_new_tokens: 16,
+        temperature: 1.0,
+        seed,
+        ..Default::default()
+    };
+    m.batch_size = 4;
+    let a = m.generate(&ps, &opts(7)).unwrap();
+    let b = m.generate(&ps, &opts(7)).unwrap();
+    assert_eq!(a, b);
+    // Independent of batching: the last prompt alone gives the same sample.
+    m.batch_size = 1;
+    let alone = m.generate(&ps[3..], &opts(7)).unwrap();
+    assert_eq!(alone[0], a[3]);
+    let c = m.generate(&ps, &opts(8)).unwrap();
+    assert_ne!(a, c, "another seed gives other samples");
+    let greedy = m
+        .generate(
+            &ps,
+            &GenOptions {
+                max_new_tokens: 16,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_ne!(
+        a, greedy,
+        "temperature 1 samples, it does not decode greedily"
+    );
+}
