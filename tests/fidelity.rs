@@ -143,14 +143,11 @@ fn f32_pipeline_metrics_equal_lm_eval() {
     }
 }
 
-/// The target: within 0.02 of llama.cpp's Q4_1 log-likelihoods on ≥ 99 % of requests.
-/// Not met: measured 33/424 (see README "Known deviations"). With 8-bit activation quantization
-/// this model is chaotic — re-rounding one intermediate (f16 attention, as llama.cpp does) moves
-/// summed log-likelihoods by 0.1–0.6 — so agreement needs llama.cpp's exact arithmetic, and the
-/// llama.cpp build and attention settings behind the reference are not recorded. Run with
-/// `cargo test --release --test fidelity -- --ignored` to measure.
+/// The target: within 0.02 of llama.cpp's Q4_1 log-likelihoods on ≥ 99 % of requests
+/// (424 requests, first 12 documents of every reference file). The Q4_1 path reproduces llama.cpp's
+/// CPU arithmetic operation by operation (`src/model/ggml.rs`), so in practice every request agrees
+/// to ~1e-6.
 #[test]
-#[ignore = "known deviation: Q4_1 agrees with llama.cpp only to ~0.3 (README, Known deviations)"]
 fn q4_1_loglikelihoods_agree_with_llama_cpp() {
     let mut m = CandleLm::load(
         test_gguf().to_str().unwrap(),
@@ -176,7 +173,7 @@ fn q4_1_loglikelihoods_agree_with_llama_cpp() {
             }
         }
     }
-    eprintln!("q4_1: {ok}/{n} within 0.02, max |Δ| = {worst:.3}");
+    eprintln!("q4_1: {ok}/{n} within 0.02, max |Δ| = {worst:.2e}");
     assert!(n > 300, "too few reference requests: {n}");
     assert!(ok as f64 >= 0.99 * n as f64, "{ok}/{n} within 0.02");
 }
@@ -192,28 +189,31 @@ fn q4_1_scores_do_not_depend_on_batching() {
     assert_eq!(together, alone);
 }
 
-/// The Q4_1 path stays close to llama.cpp's Q4_1 (a guard against gross regressions while the
-/// exact-arithmetic target above is open): every request within 1.0, mean |Δ| below 0.3.
+/// Exactness guard, quicker than the test above: on the first 3 documents of every reference file
+/// (97 requests) every Q4_1 log-likelihood is within 1e-3 of llama.cpp's. Our arithmetic is
+/// llama.cpp's bit for bit, so only the final log-softmax summation differs; a rounding change
+/// anywhere in the pipeline moves these sums by 0.01–0.6.
 #[test]
 fn q4_1_loglikelihoods_near_llama_cpp() {
     let mut m = CandleLm::load(test_gguf().to_str().unwrap(), &LoadOptions::default()).unwrap();
-    let (mut n, mut sum) = (0, 0f64);
+    let (mut n, mut sum, mut worst) = (0, 0f64, 0f64);
     for c in cases(3) {
         for (r, got) in c.reqs.iter().zip(score(&mut m, &c)) {
             let want = r["llamacpp_q4_1"].as_f64().unwrap();
+            let d = (got - want).abs();
             assert!(
-                (got - want).abs() < 1.0,
+                d <= 1e-3,
                 "{} doc {}: {got} vs llama.cpp {want}",
                 c.task,
                 c.doc
             );
-            sum += (got - want).abs();
+            sum += d;
+            worst = worst.max(d);
             n += 1;
         }
     }
     eprintln!(
-        "q4_1 vs llama.cpp: mean |Δ| = {:.3} over {n} requests",
+        "q4_1 vs llama.cpp: mean |Δ| = {:.2e}, max {worst:.2e} over {n} requests",
         sum / n as f64
     );
-    assert!(sum / (n as f64) < 0.3);
 }

@@ -30,7 +30,14 @@ pub struct Llama {
     pub interleaved_rope: bool,
     /// Per-frequency divisors (GGUF `rope_freqs.weight`, Llama 3.1 scaling), if any.
     pub rope_freq_factors: Option<Vec<f32>>,
+    /// Compute norms, RoPE, attention and SwiGLU with llama.cpp's CPU arithmetic ([`super::ggml`]),
+    /// as for quantized GGUF weights; otherwise in plain f32 like the Hugging Face model.
+    pub llamacpp_arith: bool,
 }
+
+/// Receives intermediate values of [`Llama::forward_traced`] (llama.cpp-arithmetic mode): a name
+/// as llama.cpp's graph calls the tensor, the layer, and the rows (`[b·s, width]`, row-major).
+pub type Trace<'a> = &'a mut dyn FnMut(&str, usize, &[f32]);
 
 /// Keys and values of every layer, `[batch, kv_heads, len, head_dim]` each.
 #[derive(Clone, Default)]
@@ -139,6 +146,9 @@ impl Llama {
         past: Option<&KvCache>,
         keep_cache: bool,
     ) -> Result<(Tensor, Option<KvCache>)> {
+        if self.llamacpp_arith {
+            return self.forward_traced(tokens, past, keep_cache, None);
+        }
         let (b, s) = tokens.dims2()?;
         let p = past.map(|c| c.len()).unwrap_or(0);
         let cfg = &self.cfg;
@@ -210,6 +220,151 @@ impl Llama {
         Ok((x, keep_cache.then_some(new_cache)))
     }
 
+    /// [`Llama::forward`] with llama.cpp's CPU arithmetic (see [`super::ggml`]); `trace` sees the
+    /// intermediate values. The KV cache holds f16-rounded keys and values, as llama.cpp's does.
+    pub fn forward_traced(
+        &self,
+        tokens: &Tensor,
+        past: Option<&KvCache>,
+        keep_cache: bool,
+        mut trace: Option<Trace>,
+    ) -> Result<(Tensor, Option<KvCache>)> {
+        use super::ggml;
+        let (b, s) = tokens.dims2()?;
+        let p = past.map(|c| c.len()).unwrap_or(0);
+        let t = p + s;
+        let cfg = &self.cfg;
+        let (nh, nkv, hd, hs) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+            cfg.hidden_size,
+        );
+        let n = b * s;
+        let eps = cfg.rms_norm_eps as f32;
+        let shape = ggml::AttnShape {
+            s,
+            t,
+            n_head: nh,
+            n_kv_head: nkv,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+            window: cfg.sliding_window,
+        };
+        let caches: Vec<Vec<(f32, f32)>> = (p..t)
+            .map(|pos| {
+                ggml::rope_cache(
+                    pos,
+                    hd,
+                    cfg.rope_theta as f32,
+                    self.rope_freq_factors.as_deref(),
+                )
+            })
+            .collect();
+        let rope = |x: &mut [f32], width: usize| {
+            for (r, row) in x.chunks_exact_mut(width).enumerate() {
+                ggml::rope_rows(row, &caches[r % s]);
+            }
+        };
+        let mut emit = |name: &str, l: usize, x: &[f32]| {
+            if let Some(f) = trace.as_mut() {
+                f(name, l, x)
+            }
+        };
+        let mut x = self
+            .embed
+            .index_select(&tokens.flatten_all()?, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut new_cache = KvCache::default();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let attn_norm = layer.attn_norm.to_vec1::<f32>()?;
+            let h = ggml::rms_norm(&x, &attn_norm, eps);
+            emit("attn_norm", li, &h);
+            let mut q = layer.q.forward_rows(&h, n)?;
+            let mut k = layer.k.forward_rows(&h, n)?;
+            let v = layer.v.forward_rows(&h, n)?;
+            rope(&mut q, nh * hd);
+            rope(&mut k, nkv * hd);
+            emit("Qcur", li, &q);
+            emit("Kcur", li, &k);
+            emit("Vcur", li, &v);
+            // per batch row: keys/values [nkv, t, hd], past positions first
+            let past_kv = match past {
+                Some(c) if p > 0 => {
+                    let (pk, pv) = &c.layers[li];
+                    Some((
+                        pk.dims()[0],
+                        pk.flatten_all()?.to_vec1::<f32>()?,
+                        pv.flatten_all()?.to_vec1::<f32>()?,
+                    ))
+                }
+                _ => None,
+            };
+            let mut kall = vec![0f32; b * nkv * t * hd];
+            let mut vall = vec![0f32; b * nkv * t * hd];
+            let mut y = vec![0f32; n * nh * hd];
+            for bi in 0..b {
+                let kb = &mut kall[bi * nkv * t * hd..(bi + 1) * nkv * t * hd];
+                let vb = &mut vall[bi * nkv * t * hd..(bi + 1) * nkv * t * hd];
+                for g in 0..nkv {
+                    if let Some((pb, pk, pv)) = &past_kv {
+                        let src = if *pb == b { bi } else { 0 };
+                        let from = (src * nkv + g) * p * hd;
+                        kb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pk[from..from + p * hd]);
+                        vb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pv[from..from + p * hd]);
+                    }
+                    for i in 0..s {
+                        let src = (bi * s + i) * nkv * hd + g * hd;
+                        let dst = (g * t + p + i) * hd;
+                        for d in 0..hd {
+                            kb[dst + d] = ggml::round_f16(k[src + d]);
+                            vb[dst + d] = ggml::round_f16(v[src + d]);
+                        }
+                    }
+                }
+                let qb = &q[bi * s * nh * hd..(bi + 1) * s * nh * hd];
+                let yb = ggml::attention(qb, kb, vb, &shape);
+                y[bi * s * nh * hd..(bi + 1) * s * nh * hd].copy_from_slice(&yb);
+            }
+            emit("kqv_out", li, &y);
+            if keep_cache {
+                new_cache.layers.push((
+                    Tensor::from_vec(kall, (b, nkv, t, hd), &Device::Cpu)?,
+                    Tensor::from_vec(vall, (b, nkv, t, hd), &Device::Cpu)?,
+                ));
+            }
+            let o = layer.o.forward_rows(&y, n)?;
+            emit("attn_out", li, &o);
+            for (xi, oi) in x.iter_mut().zip(&o) {
+                *xi += *oi;
+            }
+            emit("ffn_inp", li, &x);
+            let ffn_norm = layer.ffn_norm.to_vec1::<f32>()?;
+            let h = ggml::rms_norm(&x, &ffn_norm, eps);
+            emit("ffn_norm", li, &h);
+            let g = layer.gate.forward_rows(&h, n)?;
+            let u = layer.up.forward_rows(&h, n)?;
+            emit("ffn_gate", li, &g);
+            emit("ffn_up", li, &u);
+            let a = ggml::swiglu(&g, &u);
+            emit("ffn_swiglu", li, &a);
+            let d = layer.down.forward_rows(&a, n)?;
+            emit("ffn_out", li, &d);
+            for (xi, di) in x.iter_mut().zip(&d) {
+                *xi += *di;
+            }
+            emit("l_out", li, &x);
+        }
+        let norm = self.norm.to_vec1::<f32>()?;
+        let out = ggml::rms_norm(&x, &norm, eps);
+        emit("result_norm", self.layers.len(), &out);
+        Ok((
+            Tensor::from_vec(out, (b, s, hs), &Device::Cpu)?,
+            keep_cache.then_some(new_cache),
+        ))
+    }
+
     /// One decoding step for `tokens.len()` independent rows: row `r` appends `tokens[r]` after
     /// its own cache `caches[r]` (rows may have different lengths). The linear layers run on all
     /// rows at once; attention runs per row over that row's cache, so a row's result equals
@@ -219,6 +374,18 @@ impl Llama {
         let b = tokens.len();
         if b == 0 || caches.len() != b {
             return Err(Error::model("decode_step: one cache per token"));
+        }
+        if self.llamacpp_arith {
+            // llama.cpp's arithmetic is per row anyway: one forward per row over its own cache.
+            let mut rows = Vec::with_capacity(b);
+            for (&tok, cache) in tokens.iter().zip(caches.iter_mut()) {
+                let t = Tensor::from_vec(vec![tok], (1, 1), &Device::Cpu)?;
+                let past = (!cache.is_empty()).then_some(&*cache);
+                let (h, c) = self.forward_traced(&t, past, true, None)?;
+                *cache = c.unwrap_or_default();
+                rows.push(h.reshape((1, self.cfg.hidden_size))?);
+            }
+            return Ok(Tensor::cat(&rows, 0)?);
         }
         let cfg = &self.cfg;
         let (nh, nkv, hd, n_rep) = self.head_dims();

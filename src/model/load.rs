@@ -326,6 +326,11 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
         "token_embd.weight"
     };
     let lm_head = linear(head_name, &mut get)?;
+    let lm_is_quantized = layers
+        .iter()
+        .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+        .chain([&lm_head])
+        .any(|w| w.is_quantized());
     let rope_freq_factors = if ct.tensor_infos.contains_key("rope_freqs.weight") {
         Some(dense("rope_freqs.weight", &mut get)?.to_vec1::<f32>()?)
     } else {
@@ -363,6 +368,7 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
             lm_head,
             interleaved_rope: true,
             rope_freq_factors,
+            llamacpp_arith: opts.quant_mode == QuantMode::Native && lm_is_quantized,
         },
         tokenizer: tok,
         name: model_name(path),
@@ -493,6 +499,7 @@ fn load_hf(
             lm_head,
             interleaved_rope: false,
             rope_freq_factors: None,
+            llamacpp_arith: false,
         },
         tokenizer: tok,
         name,

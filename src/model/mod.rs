@@ -47,6 +47,7 @@ pub trait LanguageModel {
 pub mod candle_lm;
 pub mod config;
 pub mod export;
+pub mod ggml;
 pub mod llama;
 pub mod load;
 pub mod qmatmul;

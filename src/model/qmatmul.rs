@@ -42,6 +42,21 @@ impl Weight {
         Ok(y.reshape(out_dims)?)
     }
 
+    /// `n` rows of input features (row-major) → `n` rows of outputs, as [`Weight::forward`].
+    pub fn forward_rows(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        match self {
+            Weight::Quant(q) => Ok(q.forward_rows(x, n)),
+            Weight::Dense(_) => {
+                let t = Tensor::from_slice(x, (n, x.len() / n.max(1)), &Device::Cpu)?;
+                Ok(self.forward(&t)?.flatten_all()?.to_vec1::<f32>()?)
+            }
+        }
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, Weight::Quant(_))
+    }
+
     pub fn out_features(&self) -> usize {
         match self {
             Weight::Dense(w) => w.dims()[0],
@@ -76,15 +91,22 @@ impl QuantWeight {
         let dtype = qt.dtype();
         let bytes = qt.data()?;
         let kernel: Box<dyn Kernel> = match dtype {
-            GgmlDType::Q4_1 => Box::new(Q41Kernel {
-                w: blocks::<BlockQ41>(&bytes, rows, cols)?,
+            GgmlDType::Q4_1 => Box::new(Q41Kernel::new(
+                &blocks::<BlockQ41>(&bytes, rows, cols)?,
                 rows,
                 cols,
-            }),
+            )),
             GgmlDType::Q4_0 => Box::new(Generic::<BlockQ4_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_0 => Box::new(Generic::<BlockQ5_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_1 => Box::new(Generic::<BlockQ5_1>::new(&bytes, rows, cols)?),
-            GgmlDType::Q8_0 => Box::new(Generic::<BlockQ8_0>::new(&bytes, rows, cols)?),
+            GgmlDType::Q8_0 => Box::new(Q80Kernel {
+                w: blocks::<BlockQ80>(&bytes, rows, cols)?
+                    .iter()
+                    .map(widen_q8_0)
+                    .collect(),
+                rows,
+                cols,
+            }),
             GgmlDType::Q2K => Box::new(Generic::<BlockQ2K>::new(&bytes, rows, cols)?),
             GgmlDType::Q3K => Box::new(Generic::<BlockQ3K>::new(&bytes, rows, cols)?),
             GgmlDType::Q4K => Box::new(Generic::<BlockQ4K>::new(&bytes, rows, cols)?),
@@ -98,6 +120,14 @@ impl QuantWeight {
             dtype,
             kernel,
         })
+    }
+
+    /// `n` rows of `cols` activations → `n` rows of `rows` outputs.
+    pub fn forward_rows(&self, x: &[f32], n: usize) -> Vec<f32> {
+        assert_eq!(x.len(), n * self.cols);
+        let mut out = vec![0f32; n * self.rows];
+        self.kernel.matmul(x, n, &mut out);
+        out
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -233,71 +263,281 @@ fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ80> {
 
 // ---- Q4_1 × Q8_1 ------------------------------------------------------------------------------
 
+/// A Q4_1 weight block with its f16 scale and minimum widened to f32 once (exact).
+#[derive(Clone, Copy)]
+struct W41 {
+    d: f32,
+    m: f32,
+    qs: [u8; 16],
+}
+
+/// A Q8_1 activation block with its f16 `d` and `s` widened to f32 (exact).
+#[derive(Clone, Copy)]
+struct A81 {
+    d: f32,
+    s: f32,
+    qs: [i8; 32],
+}
+
+/// A Q8_0 block with its f16 scale widened to f32 (exact).
+#[derive(Clone, Copy)]
+struct B80 {
+    d: f32,
+    qs: [i8; 32],
+}
+
+fn widen_q8_0(b: &BlockQ80) -> B80 {
+    B80 {
+        d: b.d.to_f32(),
+        qs: b.qs,
+    }
+}
+
+/// Activation rows at a time in the multi-row kernels (each dot keeps its own accumulation order).
+const COLS_AT_ONCE: usize = 4;
+
+/// [`for_each_dot`] with a kernel that computes `COLS_AT_ONCE` activation rows per weight row.
+fn for_each_dot_x4(
+    rows: usize,
+    n: usize,
+    out: &mut [f32],
+    dot: impl Fn(usize, usize) -> f32 + Sync,
+    dot4: impl Fn(usize, usize) -> [f32; COLS_AT_ONCE] + Sync,
+) {
+    assert_eq!(out.len(), rows * n);
+    let ptr = SendPtr(out.as_mut_ptr());
+    (0..rows.div_ceil(ROW_CHUNK)).into_par_iter().for_each(|c| {
+        let p = ptr;
+        let r0 = c * ROW_CHUNK;
+        let r1 = (r0 + ROW_CHUNK).min(rows);
+        let mut i = 0;
+        while i + COLS_AT_ONCE <= n {
+            for r in r0..r1 {
+                for (k, v) in dot4(r, i).into_iter().enumerate() {
+                    // SAFETY: each (i + k, r) is written by exactly one task; in bounds.
+                    unsafe { *p.0.add((i + k) * rows + r) = v };
+                }
+            }
+            i += COLS_AT_ONCE;
+        }
+        for i in i..n {
+            for r in r0..r1 {
+                // SAFETY: as above.
+                unsafe { *p.0.add(i * rows + r) = dot(r, i) };
+            }
+        }
+    });
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 struct Q41Kernel {
-    w: Vec<BlockQ41>,
+    w: Vec<W41>,
     rows: usize,
     cols: usize,
+}
+
+impl Q41Kernel {
+    fn new(raw: &[BlockQ41], rows: usize, cols: usize) -> Self {
+        let w = raw
+            .iter()
+            .map(|b| W41 {
+                d: b.d.to_f32(),
+                m: b.m.to_f32(),
+                qs: b.qs,
+            })
+            .collect();
+        Self { w, rows, cols }
+    }
+}
+
+fn quantize_a81(x: &[f32]) -> Vec<A81> {
+    quantize_q8_1(x)
+        .iter()
+        .map(|b| A81 {
+            d: b.d.to_f32(),
+            s: b.s.to_f32(),
+            qs: b.qs,
+        })
+        .collect()
 }
 
 impl Kernel for Q41Kernel {
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr = self.cols / 32;
-        let xq: Vec<BlockQ81> = x
+        let xq: Vec<A81> = x
             .par_chunks(self.cols)
-            .flat_map_iter(quantize_q8_1)
+            .flat_map_iter(quantize_a81)
             .collect();
+        let w = |r: usize| &self.w[r * bpr..(r + 1) * bpr];
+        let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports the features the kernels are compiled for.
+            return for_each_dot_x4(
+                self.rows,
+                n,
+                out,
+                |r, i| unsafe { vec_dot_q4_1_q8_1_avx2(w(r), [a(i)])[0] },
+                |r, i| unsafe {
+                    vec_dot_q4_1_q8_1_avx2(w(r), [a(i), a(i + 1), a(i + 2), a(i + 3)])
+                },
+            );
+        }
         for_each_dot(self.rows, n, out, |r, i| {
-            vec_dot_q4_1_q8_1(&self.w[r * bpr..(r + 1) * bpr], &xq[i * bpr..(i + 1) * bpr])
+            vec_dot_q4_1_q8_1_scalar(w(r), a(i))
         });
     }
 }
 
-fn vec_dot_q4_1_q8_1(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for.
-        return unsafe { vec_dot_q4_1_q8_1_avx2(x, y) };
+/// ggml's x86 `ggml_vec_dot_q4_1_q8_1` in portable code: eight lanes of four products each (lane
+/// `l` holds quants `4l..4l+4` of the unpacked block), `acc[l] = fma(dx·dy, lane sum, acc[l])`,
+/// the lanes reduced as `hsum_float_8`, and `summs = fma(m, s, summs)` (gcc contracts it) added
+/// last.
+fn vec_dot_q4_1_q8_1_scalar(x: &[W41], y: &[A81]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
+    for (xb, yb) in x.iter().zip(y) {
+        summs = xb.m.mul_add(yb.s, summs);
+        let d = xb.d * yb.d;
+        let mut q = [0i32; 32];
+        for j in 0..16 {
+            q[j] = (xb.qs[j] & 0x0F) as i32;
+            q[j + 16] = (xb.qs[j] >> 4) as i32;
+        }
+        for (l, a) in acc.iter_mut().enumerate() {
+            let s: i32 = (4 * l..4 * l + 4).map(|j| q[j] * yb.qs[j] as i32).sum();
+            *a = d.mul_add(s as f32, *a);
+        }
     }
-    vec_dot_q4_1_q8_1_scalar(x, y)
+    hsum8(&acc) + summs
 }
 
-fn vec_dot_q4_1_q8_1_scalar(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
-    let mut sumf = 0f32;
-    for (xb, yb) in x.iter().zip(y) {
-        let mut sumi = 0i32;
-        for j in 0..16 {
-            let v0 = (xb.qs[j] & 0x0F) as i32;
-            let v1 = (xb.qs[j] >> 4) as i32;
-            sumi += v0 * yb.qs[j] as i32 + v1 * yb.qs[j + 16] as i32;
-        }
-        sumf += xb.d.to_f32() * yb.d.to_f32() * sumi as f32 + xb.m.to_f32() * yb.s.to_f32();
-    }
-    sumf
+/// `hsum_float_8` / tinyBLAS `hsum(__m256)`: high and low halves added, then pairs.
+#[inline(always)]
+fn hsum8(a: &[f32; 8]) -> f32 {
+    let v = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
+    (v[0] + v[2]) + (v[1] + v[3])
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn vec_dot_q4_1_q8_1_avx2(x: &[BlockQ41], y: &[BlockQ81]) -> f32 {
+unsafe fn hsum8_avx(acc: std::arch::x86_64::__m256) -> f32 {
     use std::arch::x86_64::*;
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0f32;
+    let s = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The same dot of one weight row with `M` activation rows (the weight block is unpacked once).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn vec_dot_q4_1_q8_1_avx2<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> [f32; M] {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_ps(); M];
+    let mut summs = [0f32; M];
     let low = _mm_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
-    for (xb, yb) in x.iter().zip(y) {
-        summs += xb.m.to_f32() * yb.s.to_f32();
+    for (b, xb) in x.iter().enumerate() {
         let q = _mm_loadu_si128(xb.qs.as_ptr() as *const __m128i);
         let lo = _mm_and_si128(q, low);
         let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
         let qx = _mm256_set_m128i(hi, lo);
-        let qy = _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i);
-        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy), ones);
-        let d = _mm256_set1_ps(xb.d.to_f32() * yb.d.to_f32());
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        for k in 0..M {
+            let yb = &ys[k][b];
+            summs[k] = xb.m.mul_add(yb.s, summs[k]);
+            let qy = _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy), ones);
+            let d = _mm256_set1_ps(xb.d * yb.d);
+            acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[k]);
+        }
     }
-    let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s) + summs
+    std::array::from_fn(|k| hsum8_avx(acc[k]) + summs[k])
+}
+
+// ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
+//
+// With two or more activation rows (every prompt llama.cpp evaluates) its x86 CPU backend computes
+// Q8_0 weights in `llamafile_sgemm`: eight f32 lanes of four int8 products each,
+// `acc = fma(dw·dx, lane sums, acc)` block after block, lanes reduced like `hsum_float_8`.
+
+struct Q80Kernel {
+    w: Vec<B80>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Kernel for Q80Kernel {
+    fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        let bpr = self.cols / 32;
+        let xq: Vec<B80> = x
+            .par_chunks(self.cols)
+            .flat_map_iter(|r| quantize_q8_0(r).iter().map(widen_q8_0).collect::<Vec<_>>())
+            .collect();
+        let w = |r: usize| &self.w[r * bpr..(r + 1) * bpr];
+        let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports the features the kernels are compiled for.
+            return for_each_dot_x4(
+                self.rows,
+                n,
+                out,
+                |r, i| unsafe { dot_q8_0_tinyblas_avx2(w(r), [a(i)])[0] },
+                |r, i| unsafe {
+                    dot_q8_0_tinyblas_avx2(w(r), [a(i), a(i + 1), a(i + 2), a(i + 3)])
+                },
+            );
+        }
+        for_each_dot(self.rows, n, out, |r, i| {
+            dot_q8_0_tinyblas_scalar(w(r), a(i))
+        });
+    }
+}
+
+fn dot_q8_0_tinyblas_scalar(x: &[B80], y: &[B80]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (xb, yb) in x.iter().zip(y) {
+        let d = xb.d * yb.d;
+        for (l, a) in acc.iter_mut().enumerate() {
+            let s: i32 = (4 * l..4 * l + 4)
+                .map(|j| xb.qs[j] as i32 * yb.qs[j] as i32)
+                .sum();
+            *a = d.mul_add(s as f32, *a);
+        }
+    }
+    hsum8(&acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_q8_0_tinyblas_avx2<const M: usize>(x: &[B80], ys: [&[B80]; M]) -> [f32; M] {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_ps(); M];
+    let ones = _mm256_set1_epi16(1);
+    for (b, xb) in x.iter().enumerate() {
+        let a = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+        let sa = _mm256_sign_epi8(a, a);
+        for k in 0..M {
+            let yb = &ys[k][b];
+            let y = _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i);
+            let p = _mm256_maddubs_epi16(sa, _mm256_sign_epi8(y, a));
+            let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            let d = _mm256_set1_ps(xb.d * yb.d);
+            acc[k] = _mm256_fmadd_ps(d, s, acc[k]);
+        }
+    }
+    std::array::from_fn(|k| hsum8_avx(acc[k]))
 }
 
 // ---- other types through candle's vec_dot ------------------------------------------------------
@@ -373,33 +613,59 @@ mod tests {
             .collect()
     }
 
+    /// Six activation rows: four through the multi-row kernel, two through the single-row one.
     #[test]
     fn q4_1_avx2_matches_scalar_and_dequantized_product() {
-        let (rows, cols) = (40, 576);
+        let (rows, cols, n) = (40, 576, 6);
         let w = Tensor::from_vec(rand_vec(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
         let qt = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let qw = QuantWeight::from_qtensor(&qt).unwrap();
-        let x = rand_vec(3 * cols, 2);
-        let xt = Tensor::from_vec(x.clone(), (3, cols), &Device::Cpu).unwrap();
+        let x = rand_vec(n * cols, 2);
+        let xt = Tensor::from_vec(x.clone(), (n, cols), &Device::Cpu).unwrap();
         let y = qw.forward(&xt).unwrap().to_vec2::<f32>().unwrap();
         // exact scalar reference of the same quantized arithmetic
-        let kern = Q41Kernel {
-            w: blocks::<BlockQ41>(&qt.data().unwrap(), rows, cols).unwrap(),
+        let kern = Q41Kernel::new(
+            &blocks::<BlockQ41>(&qt.data().unwrap(), rows, cols).unwrap(),
             rows,
             cols,
-        };
+        );
         let deq = qt
             .dequantize(&Device::Cpu)
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
-        for i in 0..3 {
-            let xq = quantize_q8_1(&x[i * cols..(i + 1) * cols]);
+        for i in 0..n {
+            let xq = quantize_a81(&x[i * cols..(i + 1) * cols]);
             for r in 0..rows {
                 let s = vec_dot_q4_1_q8_1_scalar(&kern.w[r * 18..(r + 1) * 18], &xq);
-                assert!((s - y[i][r]).abs() < 1e-4, "{s} vs {}", y[i][r]);
+                assert_eq!(s, y[i][r]);
                 let exact: f32 = deq[r].iter().zip(&x[i * cols..]).map(|(a, b)| a * b).sum();
                 assert!((exact - y[i][r]).abs() < 0.05, "{exact} vs {}", y[i][r]);
+            }
+        }
+    }
+
+    #[test]
+    fn q8_0_avx2_matches_scalar_tinyblas_order() {
+        let (rows, cols, n) = (12, 576, 6);
+        let w = Tensor::from_vec(rand_vec(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
+        let qt = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let qw = QuantWeight::from_qtensor(&qt).unwrap();
+        let wb: Vec<B80> = blocks::<BlockQ80>(&qt.data().unwrap(), rows, cols)
+            .unwrap()
+            .iter()
+            .map(widen_q8_0)
+            .collect();
+        let x = rand_vec(n * cols, 6);
+        let y = qw.forward_rows(&x, n);
+        for i in 0..n {
+            let xq: Vec<B80> = quantize_q8_0(&x[i * cols..(i + 1) * cols])
+                .iter()
+                .map(widen_q8_0)
+                .collect();
+            for r in 0..rows {
+                let s = dot_q8_0_tinyblas_scalar(&wb[r * 18..(r + 1) * 18], &xq);
+                assert_eq!(s, y[i * rows + r]);
             }
         }
     }

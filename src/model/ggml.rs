@@ -1,0 +1,259 @@
+//! llama.cpp's CPU arithmetic for the non-matmul parts of a Llama layer, reproduced operation by
+//! operation (ggml's x86 build with AVX-512, the path llama.cpp takes on the reference machine and
+//! on ours): RMSNorm with a double sum, RoPE from ggml's cumulative angle cache with gcc's fused
+//! rotation, an f16 KV cache, attention without flash attention (Q rounded to f16 for K·Q,
+//! `llamafile_sgemm`'s 16-lane f16 dot products, `soft_max` with ggml's vectorised `expf`,
+//! probabilities rounded to f16 for the V product) and SwiGLU with the same `expf`.
+//!
+//! The quantized pipeline (8-bit activations, a 135M model with large activations) amplifies any
+//! rounding difference, so matching llama.cpp's log-likelihoods needs its exact operation order;
+//! every function here names the ggml routine it follows. Everything is computed per token row
+//! (attention per query row over its own keys), so a request scores the same alone or batched.
+use half::f16;
+
+/// Round to the nearest f16 (ties to even, as F16C's `vcvtps2ph`), back in f32.
+#[inline(always)]
+pub fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+/// Runs `$body` compiled with FMA instructions where the CPU has them (`f32::mul_add` is a fused
+/// multiply-add either way; without the feature it is a slow library call).
+macro_rules! with_fma {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])* $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "fma")]
+                unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                if std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports FMA.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+/// `ggml_compute_forward_rms_norm_f32` followed by the MUL by the weight: the squares (f32) summed
+/// in double, `scale = 1/sqrtf(mean + eps)` in f32, `y = (x·scale)·w`. `x` holds whole rows.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let n = w.len();
+    let mut out = vec![0f32; x.len()];
+    for (xr, yr) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let sum: f64 = xr.iter().map(|&v| (v * v) as f64).sum();
+        let mean = (sum / n as f64) as f32;
+        let scale = 1.0f32 / (mean + eps).sqrt();
+        for ((y, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
+            *y = v * scale * wi;
+        }
+    }
+    out
+}
+
+/// `ggml_rope_cache_init` for one position: `theta` starts at the position and is multiplied by
+/// `theta_scale = powf(base, -2/n_dims)` in f32 at every pair; (cos, sin) of `theta / factor`.
+pub fn rope_cache(
+    pos: usize,
+    n_dims: usize,
+    base: f32,
+    factors: Option<&[f32]>,
+) -> Vec<(f32, f32)> {
+    let theta_scale = base.powf(-2.0f32 / n_dims as f32);
+    let mut theta = pos as f32;
+    (0..n_dims / 2)
+        .map(|i| {
+            let t = theta / factors.map_or(1.0, |f| f[i]);
+            theta *= theta_scale;
+            (t.cos(), t.sin())
+        })
+        .collect()
+}
+
+with_fma! {
+    /// `rotate_pairs` of GGML_ROPE_TYPE_NORMAL (adjacent pairs) over heads of `cache.len()·2`
+    /// values, in place. gcc's vectorised loop computes `x0·cos − x1·sin` as
+    /// `fma(x0, cos, −(x1·sin))` and `x0·sin + x1·cos` as `fma(x0, sin, x1·cos)` (checked against
+    /// llama.cpp's output bit for bit).
+    pub fn rope_rows(x: &mut [f32], cache: &[(f32, f32)]) {
+        for head in x.chunks_exact_mut(cache.len() * 2) {
+            for (pair, &(c, s)) in head.chunks_exact_mut(2).zip(cache) {
+                let (x0, x1) = (pair[0], pair[1]);
+                pair[0] = x0.mul_add(c, -(x1 * s));
+                pair[1] = x0.mul_add(s, x1 * c);
+            }
+        }
+    }
+}
+
+/// ggml's AVX-512 `ggml_v_expf` (the ARM optimized-routines polynomial, `scalef` for 2^n).
+#[inline(always)]
+pub fn expf(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let r = c(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(c(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // scalef: j·2^n rounded once (the f64 product is exact; |n| ≤ 192 is a normal f64 power).
+    (j as f64 * f64::from_bits(((n as i64 + 1023) as u64) << 52)) as f32
+}
+
+with_fma! {
+    /// `ggml_vec_swiglu_f32`: `silu(g)·u` with `silu(x) = x / (1 + expf(0 − x))`.
+    pub fn swiglu(g: &[f32], u: &[f32]) -> Vec<f32> {
+        g.iter()
+            .zip(u)
+            .map(|(&x, &y)| x / (1.0 + expf(0.0 - x)) * y)
+            .collect()
+    }
+}
+
+/// gcc's `_mm512_reduce_add_ps`: halves added 8+8, 4+4, then (0+2)+(1+3).
+#[inline(always)]
+fn reduce16(a: &[f32; 16]) -> f32 {
+    let mut t8 = [0f32; 8];
+    for i in 0..8 {
+        t8[i] = a[i + 8] + a[i];
+    }
+    let t4 = [t8[4] + t8[0], t8[5] + t8[1], t8[6] + t8[2], t8[7] + t8[3]];
+    (t4[0] + t4[2]) + (t4[1] + t4[3])
+}
+
+/// Shapes of one attention call.
+pub struct AttnShape {
+    /// Query rows (new positions) and keys (cached + new).
+    pub s: usize,
+    pub t: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    pub window: Option<usize>,
+}
+
+/// Causal attention of `s` query rows at positions `t − s .. t` as llama.cpp computes it without
+/// flash attention. `q`: `[s, n_head·head_dim]` (after RoPE, f32); `k`, `v`: `[n_kv_head, t,
+/// head_dim]`, already f16-rounded (the KV cache). Returns `[s, n_head·head_dim]`.
+///
+/// - K·Q: `llamafile_sgemm` f16×f16 (Q rounded to f16), 16 f32 lanes accumulated with FMA over
+///   `head_dim/16` steps and reduced by `_mm512_reduce_add_ps`;
+/// - `soft_max_ext`: `kq·scale + mask`, ggml's `expf(x − max)`, sums of 16-wide chunks (from key
+///   0) accumulated in double, multiplied by `(float)(1/sum)`;
+/// - KQV: probabilities rounded to f16 against the transposed f16 V, lane `l` accumulating keys
+///   `l, l+16, …`, reduced as above.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape) -> Vec<f32> {
+    use rayon::prelude::*;
+    let width = sh.n_head * sh.head_dim;
+    let mut out = vec![0f32; sh.s * width];
+    out.par_chunks_mut(width).enumerate().for_each(|(i, o)| {
+        attention_row(&q[i * width..(i + 1) * width], k, v, sh, sh.t - sh.s + i, o)
+    });
+    out
+}
+
+with_fma! {
+    /// Every head of one query row at position `pos`.
+    fn attention_row(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape, pos: usize, out: &mut [f32]) {
+        let (t, hd) = (sh.t, sh.head_dim);
+        let n_rep = sh.n_head / sh.n_kv_head;
+        let chunks = hd.div_ceil(16);
+        let mut qh = vec![0f32; chunks * 16];
+        let mut kp = vec![0f32; chunks * 16];
+        let mut e = vec![0f32; (pos + 1).div_ceil(16) * 16];
+        let mut w = vec![f32::NEG_INFINITY; pos + 1];
+        let mut acc_v = vec![0f32; 16 * hd];
+        let first = sh.window.map_or(0, |win| (pos + 1).saturating_sub(win));
+        for h in 0..sh.n_head {
+            let g = h / n_rep;
+            for (d, x) in qh.iter_mut().enumerate() {
+                *x = if d < hd { round_f16(q[h * hd + d]) } else { 0.0 };
+            }
+            let kh = &k[g * t * hd..(g + 1) * t * hd];
+            let vh = &v[g * t * hd..(g + 1) * t * hd];
+            // scores of the visible keys; the others stay -inf and give exp 0
+            let mut max = f32::NEG_INFINITY;
+            for (j, wj) in w.iter_mut().enumerate().skip(first) {
+                kp[..hd].copy_from_slice(&kh[j * hd..(j + 1) * hd]);
+                let mut acc = [0f32; 16];
+                for c in 0..chunks {
+                    for l in 0..16 {
+                        acc[l] = kp[c * 16 + l].mul_add(qh[c * 16 + l], acc[l]);
+                    }
+                }
+                *wj = reduce16(&acc) * sh.scale + 0.0;
+                max = max.max(*wj);
+            }
+            for (ej, &wj) in e.iter_mut().zip(&w) {
+                *ej = expf(wj - max);
+            }
+            let mut sum = 0f64;
+            for c in e.chunks_exact(16) {
+                sum += reduce16(c.try_into().unwrap()) as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for x in e[..pos + 1].iter_mut() {
+                *x = round_f16(*x * inv);
+            }
+            // lane l of output d accumulates keys l, l+16, … in order
+            acc_v.iter_mut().for_each(|x| *x = 0.0);
+            for (j, &pj) in e[..pos + 1].iter().enumerate() {
+                let lane = &mut acc_v[(j % 16) * hd..(j % 16 + 1) * hd];
+                for (a, &vd) in lane.iter_mut().zip(&vh[j * hd..(j + 1) * hd]) {
+                    *a = vd.mul_add(pj, *a);
+                }
+            }
+            for (d, od) in out[h * hd..(h + 1) * hd].iter_mut().enumerate() {
+                let lanes: [f32; 16] = std::array::from_fn(|l| acc_v[l * hd + d]);
+                *od = reduce16(&lanes);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expf_is_close_to_libm() {
+        for i in -1740..1770 {
+            let x = i as f32 * 0.05;
+            let (a, b) = (expf(x), x.exp());
+            assert!((a - b).abs() <= b * 3e-7, "{x}: {a} vs {b}"); // normal range: ~2 ulp
+        }
+        assert_eq!(expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf(-200.0), 0.0);
+    }
+
+    #[test]
+    fn attention_of_one_key_is_its_value() {
+        let sh = AttnShape {
+            s: 1,
+            t: 1,
+            n_head: 2,
+            n_kv_head: 1,
+            head_dim: 16,
+            scale: 0.25,
+            window: None,
+        };
+        let q: Vec<f32> = (0..32).map(|i| i as f32 * 0.1).collect();
+        let k: Vec<f32> = (0..16).map(|i| round_f16(i as f32 * -0.3)).collect();
+        let v: Vec<f32> = (0..16).map(|i| round_f16(i as f32 * 0.7 - 2.0)).collect();
+        let y = attention(&q, &k, &v, &sh);
+        assert_eq!(&y[..16], &v[..]);
+        assert_eq!(&y[16..], &v[..]);
+    }
+}
