@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 gguf=$(scripts/fetch-test-model.sh)
 data=()
 if [ -z "${HERMES_EVAL_DATA_DIR:-}" ] && [ -d ../shared/hub/datasets ]; then data=(--data-dir ../shared/hub); fi
-cargo build --release --quiet
-exec target/release/hermes-eval run --suite gpt4all --model "$gguf" --limit 100 "${data[@]}" "$@"
+# `cargo run` finds the binary wherever the target directory is (CARGO_TARGET_DIR included).
+exec cargo run --release --quiet -- run --suite gpt4all --model "$gguf" --limit 100 "${data[@]}" "$@"
