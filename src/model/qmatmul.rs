@@ -329,6 +329,40 @@ fn for_each_dot_x4(
     });
 }
 
+/// The dot products of a block kernel: AVX2 with one and with `COLS_AT_ONCE` activation rows per
+/// pass over a weight row, and the portable version in the same accumulation order.
+struct BlockDots<W, A> {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::type_complexity)]
+    avx: (
+        unsafe fn(&[W], [&[A]; 1]) -> [f32; 1],
+        unsafe fn(&[W], [&[A]; COLS_AT_ONCE]) -> [f32; COLS_AT_ONCE],
+    ),
+    scalar: fn(&[W], &[A]) -> f32,
+}
+
+impl<W: Sync, A: Sync> BlockDots<W, A> {
+    /// `out[i * rows + r]` = dot of weight row `r` (`bpr` blocks of `w`) and activation row `i`
+    /// (`bpr` blocks of `xq`), for `n` activation rows.
+    fn matmul(&self, w: &[W], xq: &[A], rows: usize, bpr: usize, n: usize, out: &mut [f32]) {
+        let w = |r: usize| &w[r * bpr..(r + 1) * bpr];
+        let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            let (one, four) = self.avx;
+            // SAFETY: the CPU supports the features the kernels are compiled for.
+            return for_each_dot_x4(
+                rows,
+                n,
+                out,
+                |r, i| unsafe { one(w(r), [a(i)])[0] },
+                |r, i| unsafe { four(w(r), [a(i), a(i + 1), a(i + 2), a(i + 3)]) },
+            );
+        }
+        for_each_dot(rows, n, out, |r, i| (self.scalar)(w(r), a(i)));
+    }
+}
+
 fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -378,24 +412,15 @@ impl Kernel for Q41Kernel {
             .par_chunks(self.cols)
             .flat_map_iter(quantize_a81)
             .collect();
-        let w = |r: usize| &self.w[r * bpr..(r + 1) * bpr];
-        let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports the features the kernels are compiled for.
-            return for_each_dot_x4(
-                self.rows,
-                n,
-                out,
-                |r, i| unsafe { vec_dot_q4_1_q8_1_avx2(w(r), [a(i)])[0] },
-                |r, i| unsafe {
-                    vec_dot_q4_1_q8_1_avx2(w(r), [a(i), a(i + 1), a(i + 2), a(i + 3)])
-                },
-            );
-        }
-        for_each_dot(self.rows, n, out, |r, i| {
-            vec_dot_q4_1_q8_1_scalar(w(r), a(i))
-        });
+        let dots = BlockDots {
+            #[cfg(target_arch = "x86_64")]
+            avx: (
+                vec_dot_q4_1_q8_1_avx2::<1>,
+                vec_dot_q4_1_q8_1_avx2::<COLS_AT_ONCE>,
+            ),
+            scalar: vec_dot_q4_1_q8_1_scalar,
+        };
+        dots.matmul(&self.w, &xq, self.rows, bpr, n, out);
     }
 }
 
@@ -484,24 +509,15 @@ impl Kernel for Q80Kernel {
             .par_chunks(self.cols)
             .flat_map_iter(|r| quantize_q8_0(r).iter().map(widen_q8_0).collect::<Vec<_>>())
             .collect();
-        let w = |r: usize| &self.w[r * bpr..(r + 1) * bpr];
-        let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports the features the kernels are compiled for.
-            return for_each_dot_x4(
-                self.rows,
-                n,
-                out,
-                |r, i| unsafe { dot_q8_0_tinyblas_avx2(w(r), [a(i)])[0] },
-                |r, i| unsafe {
-                    dot_q8_0_tinyblas_avx2(w(r), [a(i), a(i + 1), a(i + 2), a(i + 3)])
-                },
-            );
-        }
-        for_each_dot(self.rows, n, out, |r, i| {
-            dot_q8_0_tinyblas_scalar(w(r), a(i))
-        });
+        let dots = BlockDots {
+            #[cfg(target_arch = "x86_64")]
+            avx: (
+                dot_q8_0_tinyblas_avx2::<1>,
+                dot_q8_0_tinyblas_avx2::<COLS_AT_ONCE>,
+            ),
+            scalar: dot_q8_0_tinyblas_scalar,
+        };
+        dots.matmul(&self.w, &xq, self.rows, bpr, n, out);
     }
 }
 
