@@ -3,6 +3,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use hermes_eval::quantize::quantize_gguf;
 use std::path::Path;
+mod common;
 
 fn write_small_gguf(path: &Path) {
     let dev = &Device::Cpu;
@@ -73,16 +74,7 @@ fn read(path: &Path) -> (gguf_file::Content, std::fs::File) {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    common::max_abs(&(a - b).unwrap())
 }
 
 #[test]

@@ -62,3 +62,29 @@ pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// `../shared/reference/tokenizer_cases.jsonl` as (text, reference ids).
+pub fn tokenizer_cases() -> Vec<(String, Vec<u32>)> {
+    read_jsonl(&shared().join("reference/tokenizer_cases.jsonl"))
+        .iter()
+        .map(|c| {
+            let ids = c["ids"].as_array().unwrap();
+            (
+                c["text"].as_str().unwrap().to_string(),
+                ids.iter().map(|x| x.as_u64().unwrap() as u32).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Largest |x| of a tensor.
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
