@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use hermes_eval::model::candle_lm::CandleLm;
 use hermes_eval::model::load::LoadOptions;
-use hermes_eval::model::{GenOptions, LanguageModel};
+use hermes_eval::model::{GenOptions, LanguageModel, TokenRequest};
 
 fn model() -> CandleLm {
     CandleLm::load(test_gguf().to_str().unwrap(), &LoadOptions::default()).unwrap()
@@ -47,6 +47,19 @@ fn batched_generation_equals_one_prompt_at_a_time() {
     m.batch_size = 4;
     let batched = m.generate(&ps, &opts).unwrap();
     assert_eq!(batched, alone);
+    // Decoding step by step gives what one forward pass over prompt + output ranks first at
+    // every position: the output is greedy under the scoring path too.
+    let reqs: Vec<TokenRequest> = ps
+        .iter()
+        .zip(&alone)
+        .map(|(p, g)| TokenRequest {
+            context: p.clone(),
+            continuation: g.clone(),
+        })
+        .collect();
+    for (r, l) in reqs.iter().zip(m.loglikelihood(&reqs).unwrap()) {
+        assert!(l.is_greedy, "{:?} is not greedy under forward()", r.continuation);
+    }
     // Something was generated, and nothing past the limit.
     assert!(
         alone.iter().all(|g| !g.is_empty() && g.len() <= 24),

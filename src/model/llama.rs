@@ -376,16 +376,7 @@ impl Llama {
             return Err(Error::model("decode_step: one cache per token"));
         }
         if self.llamacpp_arith {
-            // llama.cpp's arithmetic is per row anyway: one forward per row over its own cache.
-            let mut rows = Vec::with_capacity(b);
-            for (&tok, cache) in tokens.iter().zip(caches.iter_mut()) {
-                let t = Tensor::from_vec(vec![tok], (1, 1), &Device::Cpu)?;
-                let past = (!cache.is_empty()).then_some(&*cache);
-                let (h, c) = self.forward_traced(&t, past, true, None)?;
-                *cache = c.unwrap_or_default();
-                rows.push(h.reshape((1, self.cfg.hidden_size))?);
-            }
-            return Ok(Tensor::cat(&rows, 0)?);
+            return self.decode_step_ggml(tokens, caches);
         }
         let cfg = &self.cfg;
         let (nh, nkv, hd, n_rep) = self.head_dims();
@@ -446,6 +437,97 @@ impl Llama {
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
         Ok(x.reshape((b, cfg.hidden_size))?)
+    }
+
+    /// [`Llama::decode_step`] with llama.cpp's arithmetic: the matmuls run on all rows at once
+    /// (the quantized kernels give each row what it gets alone), RoPE, the f16 KV cache and
+    /// attention per row at its own position — each row equals [`Llama::forward_traced`] of that
+    /// row alone.
+    fn decode_step_ggml(&self, tokens: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
+        use super::ggml;
+        let b = tokens.len();
+        let cfg = &self.cfg;
+        let (nh, nkv, hd, _) = self.head_dims();
+        let eps = cfg.rms_norm_eps as f32;
+        let ropes: Vec<Vec<(f32, f32)>> = caches
+            .iter()
+            .map(|c| {
+                let theta = cfg.rope_theta as f32;
+                ggml::rope_cache(c.len(), hd, theta, self.rope_freq_factors.as_deref())
+            })
+            .collect();
+        let ids = Tensor::from_vec(tokens.to_vec(), b, &Device::Cpu)?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = ggml::rms_norm(&x, &layer.attn_norm.to_vec1::<f32>()?, eps);
+            let mut q = layer.q.forward_rows(&h, b)?;
+            let mut k = layer.k.forward_rows(&h, b)?;
+            let v = layer.v.forward_rows(&h, b)?;
+            let mut y = vec![0f32; b * nh * hd];
+            for (r, cache) in caches.iter_mut().enumerate() {
+                ggml::rope_rows(&mut q[r * nh * hd..(r + 1) * nh * hd], &ropes[r]);
+                ggml::rope_rows(&mut k[r * nkv * hd..(r + 1) * nkv * hd], &ropes[r]);
+                let p = cache.layers.get(li).map_or(0, |(pk, _)| pk.dims()[2]);
+                let t = p + 1;
+                let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
+                let past = match cache.layers.get(li) {
+                    Some((pk, pv)) => Some((
+                        pk.flatten_all()?.to_vec1::<f32>()?,
+                        pv.flatten_all()?.to_vec1::<f32>()?,
+                    )),
+                    None => None,
+                };
+                for g in 0..nkv {
+                    if let Some((pk, pv)) = &past {
+                        let from = g * p * hd;
+                        kb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pk[from..from + p * hd]);
+                        vb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pv[from..from + p * hd]);
+                    }
+                    let (src, dst) = ((r * nkv + g) * hd, (g * t + p) * hd);
+                    for d in 0..hd {
+                        kb[dst + d] = ggml::round_f16(k[src + d]);
+                        vb[dst + d] = ggml::round_f16(v[src + d]);
+                    }
+                }
+                let shape = ggml::AttnShape {
+                    s: 1,
+                    t,
+                    n_head: nh,
+                    n_kv_head: nkv,
+                    head_dim: hd,
+                    scale: 1.0 / (hd as f32).sqrt(),
+                    window: cfg.sliding_window,
+                };
+                let yr = ggml::attention(&q[r * nh * hd..(r + 1) * nh * hd], &kb, &vb, &shape);
+                y[r * nh * hd..(r + 1) * nh * hd].copy_from_slice(&yr);
+                let kv = (
+                    Tensor::from_vec(kb, (1, nkv, t, hd), &Device::Cpu)?,
+                    Tensor::from_vec(vb, (1, nkv, t, hd), &Device::Cpu)?,
+                );
+                if li < cache.layers.len() {
+                    cache.layers[li] = kv;
+                } else {
+                    cache.layers.push(kv);
+                }
+            }
+            for (xi, oi) in x.iter_mut().zip(layer.o.forward_rows(&y, b)?) {
+                *xi += oi;
+            }
+            let h = ggml::rms_norm(&x, &layer.ffn_norm.to_vec1::<f32>()?, eps);
+            let a = ggml::swiglu(
+                &layer.gate.forward_rows(&h, b)?,
+                &layer.up.forward_rows(&h, b)?,
+            );
+            for (xi, di) in x.iter_mut().zip(layer.down.forward_rows(&a, b)?) {
+                *xi += di;
+            }
+        }
+        let out = ggml::rms_norm(&x, &self.norm.to_vec1::<f32>()?, eps);
+        Ok(Tensor::from_vec(out, (b, cfg.hidden_size), &Device::Cpu)?)
     }
 
     /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.
