@@ -58,7 +58,11 @@ fn batched_generation_equals_one_prompt_at_a_time() {
         })
         .collect();
     for (r, l) in reqs.iter().zip(m.loglikelihood(&reqs).unwrap()) {
-        assert!(l.is_greedy, "{:?} is not greedy under forward()", r.continuation);
+        assert!(
+            l.is_greedy,
+            "{:?} is not greedy under forward()",
+            r.continuation
+        );
     }
     // Something was generated, and nothing past the limit.
     assert!(
