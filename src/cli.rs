@@ -641,11 +641,20 @@ fn write_fc_report(
     Ok(0)
 }
 
+/// The model and chat template of `fc` / `json`, batching generation by `--batch-size`.
+fn load_chat_model(
+    m: &ModelArgs,
+    gen: &crate::fc::GenArgs,
+) -> Result<(CandleLm, crate::chat::ChatTemplate)> {
+    let mut model = load_model(m)?;
+    model.batch_size = gen.batch_size.max(1);
+    let chat = chat_template(&model, gen.chat_template.as_deref())?;
+    Ok((model, chat))
+}
+
 fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
     let (task, samples) = args.load_samples()?;
-    let mut model = load_model(&m)?;
-    model.batch_size = args.gen.batch_size.max(1);
-    let chat = chat_template(&model, args.gen.chat_template.as_deref())?;
+    let (mut model, chat) = load_chat_model(&m, &args.gen)?;
     let mut prog = Progress::new(&task, samples.len());
     let rep = crate::fc::run_fc_named(
         &mut model,
@@ -661,9 +670,7 @@ fn fc(m: ModelArgs, args: crate::fc::FcArgs) -> Result<i32> {
 
 fn json(m: ModelArgs, args: crate::fc::JsonArgs) -> Result<i32> {
     let (task, kind, samples) = args.load_samples()?;
-    let mut model = load_model(&m)?;
-    model.batch_size = args.gen.batch_size.max(1);
-    let chat = chat_template(&model, args.gen.chat_template.as_deref())?;
+    let (mut model, chat) = load_chat_model(&m, &args.gen)?;
     let mut prog = Progress::new(&task, samples.len());
     let rep = crate::fc::run_json_named(
         &mut model,

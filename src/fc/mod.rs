@@ -16,5 +16,5 @@ pub use parse::ParserMode;
 pub use prompt::SchemaOrder;
 pub use run::{
     run_fc, run_fc_named, run_json, run_json_named, score_fc, score_json, select_chat_template,
-    FcArgs, FcOptions, FcReport, JsonArgs, SampleRecord,
+    FcArgs, FcOptions, FcReport, GenArgs, JsonArgs, SampleRecord,
 };

@@ -65,6 +65,24 @@ pub struct SampleRecord {
     pub schema_valid: Option<bool>,
 }
 
+impl SampleRecord {
+    /// A record not judged yet: nothing extracted or parsed, not passed.
+    fn unjudged(id: &str, prompt: &str, completion: &str, schema_valid: Option<bool>) -> Self {
+        SampleRecord {
+            id: id.to_string(),
+            prompt: prompt.to_string(),
+            completion: completion.to_string(),
+            assistant: None,
+            parsed: Vec::new(),
+            lenient: false,
+            passed: false,
+            reason: None,
+            failures: Vec::new(),
+            schema_valid,
+        }
+    }
+}
+
 /// Result of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct FcReport {
@@ -244,18 +262,7 @@ pub fn score_fc(
     eos_token: Option<&str>,
     parser: ParserMode,
 ) -> SampleRecord {
-    let mut rec = SampleRecord {
-        id: sample.id.clone(),
-        prompt: prompt.to_string(),
-        completion: completion.to_string(),
-        assistant: None,
-        parsed: Vec::new(),
-        lenient: false,
-        passed: false,
-        reason: None,
-        failures: Vec::new(),
-        schema_valid: None,
-    };
+    let mut rec = SampleRecord::unjudged(&sample.id, prompt, completion, None);
     let decoded = format!("{prompt}{completion}");
     let msg = match extract_assistant(&decoded, eos_token) {
         Ok(m) => m,
@@ -322,18 +329,7 @@ pub fn score_json(
     completion: &str,
     eos_token: Option<&str>,
 ) -> SampleRecord {
-    let mut rec = SampleRecord {
-        id: sample.id.clone(),
-        prompt: prompt.to_string(),
-        completion: completion.to_string(),
-        assistant: None,
-        parsed: Vec::new(),
-        lenient: false,
-        passed: false,
-        reason: None,
-        failures: Vec::new(),
-        schema_valid: Some(false),
-    };
+    let mut rec = SampleRecord::unjudged(&sample.id, prompt, completion, Some(false));
     let fail = |rec: &mut SampleRecord, f: Failure| {
         rec.reason = Some(f.reason);
         rec.failures.push(f);
