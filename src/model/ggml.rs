@@ -132,6 +132,37 @@ fn reduce16(a: &[f32; 16]) -> f32 {
     (t4[0] + t4[2]) + (t4[1] + t4[3])
 }
 
+/// One sequence's keys (or values) as the attention reads them, `[n_kv_head, p + s, head_dim]`:
+/// the `p` cached positions of each kv head (`past`: `[n_kv_head, p, head_dim]`, already
+/// f16-rounded), then the `s` new ones (`new`: `[s, n_kv_head·head_dim]`) rounded to f16 — the KV
+/// cache llama.cpp keeps.
+pub fn append_kv(
+    past: Option<&[f32]>,
+    p: usize,
+    new: &[f32],
+    s: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+) -> Vec<f32> {
+    let t = p + s;
+    let mut out = vec![0f32; n_kv_head * t * head_dim];
+    for g in 0..n_kv_head {
+        if let Some(past) = past {
+            let from = g * p * head_dim;
+            out[g * t * head_dim..(g * t + p) * head_dim]
+                .copy_from_slice(&past[from..from + p * head_dim]);
+        }
+        for i in 0..s {
+            let src = (i * n_kv_head + g) * head_dim;
+            let dst = (g * t + p + i) * head_dim;
+            for d in 0..head_dim {
+                out[dst + d] = round_f16(new[src + d]);
+            }
+        }
+    }
+    out
+}
+
 /// Shapes of one attention call.
 pub struct AttnShape {
     /// Query rows (new positions) and keys (cached + new).

@@ -301,31 +301,27 @@ impl Llama {
                 }
                 _ => None,
             };
-            let mut kall = vec![0f32; b * nkv * t * hd];
-            let mut vall = vec![0f32; b * nkv * t * hd];
+            let mut kall = Vec::with_capacity(b * nkv * t * hd);
+            let mut vall = Vec::with_capacity(b * nkv * t * hd);
             let mut y = vec![0f32; n * nh * hd];
+            let (row, past_len) = (s * nkv * hd, nkv * p * hd);
             for bi in 0..b {
-                let kb = &mut kall[bi * nkv * t * hd..(bi + 1) * nkv * t * hd];
-                let vb = &mut vall[bi * nkv * t * hd..(bi + 1) * nkv * t * hd];
-                for g in 0..nkv {
-                    if let Some((pb, pk, pv)) = &past_kv {
+                let (pk, pv) = match &past_kv {
+                    Some((pb, pk, pv)) => {
                         let src = if *pb == b { bi } else { 0 };
-                        let from = (src * nkv + g) * p * hd;
-                        kb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pk[from..from + p * hd]);
-                        vb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pv[from..from + p * hd]);
+                        let at = src * past_len..(src + 1) * past_len;
+                        (Some(&pk[at.clone()]), Some(&pv[at]))
                     }
-                    for i in 0..s {
-                        let src = (bi * s + i) * nkv * hd + g * hd;
-                        let dst = (g * t + p + i) * hd;
-                        for d in 0..hd {
-                            kb[dst + d] = ggml::round_f16(k[src + d]);
-                            vb[dst + d] = ggml::round_f16(v[src + d]);
-                        }
-                    }
-                }
+                    None => (None, None),
+                };
+                let new = bi * row..(bi + 1) * row;
+                let kb = ggml::append_kv(pk, p, &k[new.clone()], s, nkv, hd);
+                let vb = ggml::append_kv(pv, p, &v[new], s, nkv, hd);
                 let qb = &q[bi * s * nh * hd..(bi + 1) * s * nh * hd];
-                let yb = ggml::attention(qb, kb, vb, &shape);
+                let yb = ggml::attention(qb, &kb, &vb, &shape);
                 y[bi * s * nh * hd..(bi + 1) * s * nh * hd].copy_from_slice(&yb);
+                kall.extend(kb);
+                vall.extend(vb);
             }
             emit("kqv_out", li, &y);
             if keep_cache {
@@ -473,7 +469,6 @@ impl Llama {
                 ggml::rope_rows(&mut k[r * nkv * hd..(r + 1) * nkv * hd], &ropes[r]);
                 let p = cache.layers.get(li).map_or(0, |(pk, _)| pk.dims()[2]);
                 let t = p + 1;
-                let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
                 let past = match cache.layers.get(li) {
                     Some((pk, pv)) => Some((
                         pk.flatten_all()?.to_vec1::<f32>()?,
@@ -481,18 +476,13 @@ impl Llama {
                     )),
                     None => None,
                 };
-                for g in 0..nkv {
-                    if let Some((pk, pv)) = &past {
-                        let from = g * p * hd;
-                        kb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pk[from..from + p * hd]);
-                        vb[g * t * hd..(g * t + p) * hd].copy_from_slice(&pv[from..from + p * hd]);
-                    }
-                    let (src, dst) = ((r * nkv + g) * hd, (g * t + p) * hd);
-                    for d in 0..hd {
-                        kb[dst + d] = ggml::round_f16(k[src + d]);
-                        vb[dst + d] = ggml::round_f16(v[src + d]);
-                    }
-                }
+                let (pk, pv) = (
+                    past.as_ref().map(|x| &x.0[..]),
+                    past.as_ref().map(|x| &x.1[..]),
+                );
+                let new = r * nkv * hd..(r + 1) * nkv * hd;
+                let kb = ggml::append_kv(pk, p, &k[new.clone()], 1, nkv, hd);
+                let vb = ggml::append_kv(pv, p, &v[new], 1, nkv, hd);
                 let shape = ggml::AttnShape {
                     s: 1,
                     t,
