@@ -135,17 +135,18 @@ fn reduce16(a: &[f32; 16]) -> f32 {
 /// One sequence's keys (or values) as the attention reads them, `[n_kv_head, p + s, head_dim]`:
 /// the `p` cached positions of each kv head (`past`: `[n_kv_head, p, head_dim]`, already
 /// f16-rounded), then the `s` new ones (`new`: `[s, n_kv_head·head_dim]`) rounded to f16 — the KV
-/// cache llama.cpp keeps.
+/// cache llama.cpp keeps. Written into `out` (that many values).
 pub fn append_kv(
+    out: &mut [f32],
     past: Option<&[f32]>,
     p: usize,
     new: &[f32],
     s: usize,
     n_kv_head: usize,
     head_dim: usize,
-) -> Vec<f32> {
+) {
     let t = p + s;
-    let mut out = vec![0f32; n_kv_head * t * head_dim];
+    assert_eq!(out.len(), n_kv_head * t * head_dim);
     for g in 0..n_kv_head {
         if let Some(past) = past {
             let from = g * p * head_dim;
@@ -160,7 +161,6 @@ pub fn append_kv(
             }
         }
     }
-    out
 }
 
 /// Shapes of one attention call.

@@ -301,8 +301,8 @@ impl Llama {
                 }
                 _ => None,
             };
-            let mut kall = Vec::with_capacity(b * nkv * t * hd);
-            let mut vall = Vec::with_capacity(b * nkv * t * hd);
+            let mut kall = vec![0f32; b * nkv * t * hd];
+            let mut vall = vec![0f32; b * nkv * t * hd];
             let mut y = vec![0f32; n * nh * hd];
             let (row, past_len) = (s * nkv * hd, nkv * p * hd);
             for bi in 0..b {
@@ -315,13 +315,13 @@ impl Llama {
                     None => (None, None),
                 };
                 let new = bi * row..(bi + 1) * row;
-                let kb = ggml::append_kv(pk, p, &k[new.clone()], s, nkv, hd);
-                let vb = ggml::append_kv(pv, p, &v[new], s, nkv, hd);
+                let seq = bi * nkv * t * hd..(bi + 1) * nkv * t * hd;
+                let (kb, vb) = (&mut kall[seq.clone()], &mut vall[seq]);
+                ggml::append_kv(kb, pk, p, &k[new.clone()], s, nkv, hd);
+                ggml::append_kv(vb, pv, p, &v[new], s, nkv, hd);
                 let qb = &q[bi * s * nh * hd..(bi + 1) * s * nh * hd];
-                let yb = ggml::attention(qb, &kb, &vb, &shape);
+                let yb = ggml::attention(qb, kb, vb, &shape);
                 y[bi * s * nh * hd..(bi + 1) * s * nh * hd].copy_from_slice(&yb);
-                kall.extend(kb);
-                vall.extend(vb);
             }
             emit("kqv_out", li, &y);
             if keep_cache {
@@ -481,8 +481,9 @@ impl Llama {
                     past.as_ref().map(|x| &x.1[..]),
                 );
                 let new = r * nkv * hd..(r + 1) * nkv * hd;
-                let kb = ggml::append_kv(pk, p, &k[new.clone()], 1, nkv, hd);
-                let vb = ggml::append_kv(pv, p, &v[new], 1, nkv, hd);
+                let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
+                ggml::append_kv(&mut kb, pk, p, &k[new.clone()], 1, nkv, hd);
+                ggml::append_kv(&mut vb, pv, p, &v[new], 1, nkv, hd);
                 let shape = ggml::AttnShape {
                     s: 1,
                     t,
