@@ -190,8 +190,8 @@ impl ChatTemplate {
                 let j = serde_json::to_value(&v).map_err(|e| {
                     minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
                 })?;
-                Ok(crate::fc::pyeq::py_json_dumps_unicode(
-                    &crate::fc::pyeq::PyValue::from_json(&j),
+                Ok(crate::py::value::py_json_dumps_unicode(
+                    &crate::py::value::PyValue::from_json(&j),
                 ))
             },
         );

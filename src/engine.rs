@@ -1,14 +1,22 @@
-//! The engine: tokenize requests exactly as TASKS_SPEC §1.3, score them through the model one
-//! document at a time (its choices share a context, which the backend computes once), run the
-//! greedy requests, and score every document with its task. Finished requests go to an
-//! append-only cache keyed by model and token ids, so an interrupted run resumes where it stopped.
-use crate::doc::{Doc, Loglik, LoglikRequest};
+//! The engine: tokenize requests exactly as TASKS_SPEC §1.3, schedule them, and score every
+//! document with its task.
+//!
+//! Scheduling: documents are taken a window at a time; every request of the window that the
+//! cache cannot answer is handed to the backend in batches of `--batch-size` requests, across
+//! documents — log-likelihood requests with each document's requests kept together (they share
+//! a context, which the backend computes once) and documents ordered longest first, generation
+//! prompts (raw or rendered through the chat template) longest first. Finished requests go to
+//! an append-only cache keyed by the model's identity and the token ids at once, so an
+//! interrupted run resumes where it stopped.
+use crate::chat::ChatTemplate;
+use crate::doc::{Doc, Loglik, LoglikRequest, Responses, Score};
 use crate::error::{Error, Result};
-use crate::model::{tokenizer, GenOptions, LanguageModel, TokenRequest};
-use crate::pystr::split_trailing_whitespace;
+use crate::model::{tokenizer, GenOptions, GenPrompt, LanguageModel, ModelIdentity, TokenRequest};
+use crate::py::text::split_trailing_whitespace;
 use crate::tasks::Task;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,9 +67,9 @@ impl RequestCache {
         }
     }
 
-    /// Open (or create) the cache for `fingerprint` under `dir`.
-    pub fn open(dir: &Path, fingerprint: &serde_json::Value) -> Result<Self> {
-        let model_key = hex::encode(Sha256::digest(fingerprint_identity(fingerprint).as_bytes()));
+    /// Open (or create) the cache of the model `identity` under `dir`.
+    pub fn open(dir: &Path, identity: &ModelIdentity) -> Result<Self> {
+        let model_key = identity.cache_key();
         let path = dir.join(format!("loglik-{}.jsonl", &model_key[..16]));
         let mut map = HashMap::new();
         let mut gens = HashMap::new();
@@ -109,7 +117,7 @@ impl RequestCache {
         self.path.as_deref()
     }
 
-    fn key(&self, r: &TokenRequest) -> String {
+    pub fn key(&self, r: &TokenRequest) -> String {
         let mut h = Sha256::new();
         h.update(self.model_key.as_bytes());
         for t in &r.context {
@@ -122,7 +130,7 @@ impl RequestCache {
         hex::encode(&h.finalize()[..16])
     }
 
-    fn get(&self, r: &TokenRequest) -> Option<Loglik> {
+    pub fn get(&self, r: &TokenRequest) -> Option<Loglik> {
         self.map.get(&self.key(r)).copied()
     }
 
@@ -142,7 +150,7 @@ impl RequestCache {
 
 /// What identifies the numbers a model produces: its weights and how they are computed.
 impl RequestCache {
-    fn gen_key(&self, prompt: &[u32], o: &GenOptions) -> String {
+    pub fn gen_key(&self, prompt: &[u32], o: &GenOptions) -> String {
         let mut h = Sha256::new();
         h.update(self.model_key.as_bytes());
         h.update(b"gen|");
@@ -160,7 +168,7 @@ impl RequestCache {
         hex::encode(&h.finalize()[..16])
     }
 
-    fn get_gen(&self, prompt: &[u32], o: &GenOptions) -> Option<Vec<u32>> {
+    pub fn get_gen(&self, prompt: &[u32], o: &GenOptions) -> Option<Vec<u32>> {
         self.gens.get(&self.gen_key(prompt, o)).cloned()
     }
 
@@ -174,121 +182,45 @@ impl RequestCache {
     }
 }
 
-fn fingerprint_identity(f: &serde_json::Value) -> String {
-    format!(
-        "{}|{}|{}|{}",
-        f["sha256"], f["compute"], f["tokenizer"], f["format"]
-    )
+/// How the engine schedules and how generation decodes (one meaning for every task and backend).
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineOptions {
+    /// Requests per backend call: log-likelihood requests, or generation prompts decoded
+    /// together.
+    pub batch_size: usize,
+    /// Documents whose requests are collected and scheduled together.
+    pub window: usize,
+    /// Sampling temperature of chat tasks; 0 decodes greedily.
+    pub temperature: f64,
+    pub seed: u64,
+    /// Overrides the task's maximum of new tokens for chat tasks.
+    pub max_new_tokens: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            batch_size: 16,
+            window: 256,
+            temperature: 0.0,
+            seed: 0,
+            max_new_tokens: None,
+        }
+    }
 }
 
 /// Everything one task produced.
 pub struct TaskRun {
     pub docs: Vec<Doc>,
-    pub lls: Vec<Vec<Loglik>>,
-    pub generations: Vec<Option<String>>,
-    pub metrics: Vec<BTreeMap<String, f64>>,
+    pub responses: Vec<Responses>,
+    pub scores: Vec<Score>,
     /// True when the run was interrupted before every document was scored.
     pub partial: bool,
 }
 
-/// Score `docs` of `task`. `tick` is called after each document; `stop` is polled between
-/// documents (Ctrl-C): what was finished is returned with `partial = true`.
-pub fn evaluate(
-    model: &mut dyn LanguageModel,
-    task: &Task,
-    docs: Vec<Doc>,
-    cache: &mut RequestCache,
-    stop: &AtomicBool,
-    mut tick: impl FnMut(usize),
-) -> Result<TaskRun> {
-    let eos_ids = eos_ids(model);
-    let eos_str: Option<String> = eos_ids
-        .first()
-        .and_then(|&i| model.tokenizer().id_to_token(i));
-    let mut run = TaskRun {
-        docs: vec![],
-        lls: vec![],
-        generations: vec![],
-        metrics: vec![],
-        partial: false,
-    };
-    // Documents are taken in chunks so that their generations (if any) run batched; log-likelihood
-    // requests are grouped per document, whose choices share a context.
-    let chunk = if docs.iter().any(|d| d.generation.is_some()) {
-        GEN_DOCS_PER_CHUNK
-    } else {
-        1
-    };
-    let mut docs = docs.into_iter().peekable();
-    while docs.peek().is_some() {
-        if stop.load(Ordering::SeqCst) {
-            run.partial = true;
-            break;
-        }
-        let part: Vec<Doc> = docs.by_ref().take(chunk).collect();
-        let mut part_lls = Vec::with_capacity(part.len());
-        for doc in &part {
-            part_lls.push(score_doc(model, task, doc, cache, &eos_ids)?);
-        }
-        let gens = generate_docs(model, &part, cache, &eos_ids, eos_str.as_deref())?;
-        for ((doc, lls), generation) in part.into_iter().zip(part_lls).zip(gens) {
-            let metrics = task.process_results(&doc, &lls, generation.as_deref())?;
-            run.docs.push(doc);
-            run.lls.push(lls);
-            run.generations.push(generation);
-            run.metrics.push(metrics);
-            tick(run.docs.len());
-        }
-    }
-    Ok(run)
-}
-
-/// Documents per engine step when a task generates: their prompts are decoded together.
-const GEN_DOCS_PER_CHUNK: usize = 16;
-
-/// A document's log-likelihoods, from the cache or the model (missing requests as one group).
-fn score_doc(
-    model: &mut dyn LanguageModel,
-    task: &Task,
-    doc: &Doc,
-    cache: &mut RequestCache,
-    eos_ids: &[u32],
-) -> Result<Vec<Loglik>> {
-    let toks: Vec<TokenRequest> = doc
-        .requests
-        .iter()
-        .map(|r| encode_pair(model.tokenizer(), r, eos_ids.first().copied()))
-        .collect::<Result<_>>()?;
-    let missing: Vec<usize> = (0..toks.len())
-        .filter(|&i| cache.get(&toks[i]).is_none())
-        .collect();
-    cache.hits += toks.len() - missing.len();
-    if !missing.is_empty() {
-        let group: Vec<TokenRequest> = missing.iter().map(|&i| toks[i].clone()).collect();
-        let out = model.loglikelihood(&group)?;
-        for (r, l) in group.iter().zip(out) {
-            if !l.logprob.is_finite() {
-                return Err(Error::task(
-                    &task.name,
-                    format!("doc {}: model returned a non-finite log-likelihood", doc.id),
-                ));
-            }
-            cache.put(r, l)?;
-        }
-    }
-    Ok(toks.iter().map(|r| cache.get(r).unwrap()).collect())
-}
-
-fn eos_ids(model: &dyn LanguageModel) -> Vec<u32> {
-    let fp = model.fingerprint();
-    let mut ids: Vec<u32> = fp["eos_token_ids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_u64().map(|v| v as u32))
-                .collect()
-        })
-        .unwrap_or_default();
+/// The EOS ids of a model, or the first end-of-text token its vocabulary has.
+pub fn eos_ids(model: &dyn LanguageModel) -> Vec<u32> {
+    let mut ids = model.eos_token_ids();
     if ids.is_empty() {
         for t in [
             "<|im_end|>",
@@ -306,58 +238,327 @@ fn eos_ids(model: &dyn LanguageModel) -> Vec<u32> {
     ids
 }
 
-/// TASKS_SPEC §1.4 for every document of `docs` that generates: greedy from the unstripped
-/// context (no BOS), stop at EOS or a stop string, decode skipping special tokens, cut at the
-/// first stop string. Prompts with the same options are generated in one batched call; results
-/// come from and go to the request cache.
-fn generate_docs(
+/// Score `docs` of `task`. `tick` is called with the number of finished documents; `stop` is
+/// polled between backend calls (Ctrl-C): what was finished is returned with `partial = true`.
+pub fn evaluate(
     model: &mut dyn LanguageModel,
-    docs: &[Doc],
+    task: &Task,
+    docs: Vec<Doc>,
     cache: &mut RequestCache,
-    eos: &[u32],
-    eos_str: Option<&str>,
-) -> Result<Vec<Option<String>>> {
-    let mut jobs: Vec<(usize, Vec<u32>, GenOptions)> = vec![];
-    for (i, d) in docs.iter().enumerate() {
-        if let Some(g) = &d.generation {
-            let mut stops = g.until.clone();
-            if let Some(e) = eos_str {
-                stops.push(e.to_string());
+    chat: &ChatTemplate,
+    opts: &EngineOptions,
+    stop: &AtomicBool,
+    mut tick: impl FnMut(usize),
+) -> Result<TaskRun> {
+    if opts.batch_size == 0 {
+        return Err(Error::model("batch size must be at least 1"));
+    }
+    let eos = eos_ids(model);
+    let eos_str: Option<String> = eos.first().and_then(|&i| model.tokenizer().id_to_token(i));
+    let mut run = TaskRun {
+        docs: vec![],
+        responses: vec![],
+        scores: vec![],
+        partial: false,
+    };
+    let mut docs = docs.into_iter().peekable();
+    while docs.peek().is_some() {
+        let window: Vec<Doc> = docs.by_ref().take(opts.window.max(1)).collect();
+        let mut w = Window::plan(&*model, task, &window, chat, opts, &eos, eos_str.as_deref())?;
+        let base = run.docs.len();
+        let finished = w.run(model, task, cache, opts, stop, |k| tick(base + k))?;
+        for (i, doc) in window.into_iter().enumerate() {
+            match w.responses(i, cache, model.tokenizer())? {
+                Some(resp) => {
+                    let score = task.score(&doc, &resp)?;
+                    run.docs.push(doc);
+                    run.responses.push(resp);
+                    run.scores.push(score);
+                }
+                None => run.partial = true,
             }
-            let opts = GenOptions {
-                max_new_tokens: g.max_new_tokens,
-                stop_tokens: eos.to_vec(),
-                stop_strings: stops,
-                ..Default::default()
+        }
+        if !finished {
+            run.partial = true;
+        }
+        if run.partial {
+            break;
+        }
+    }
+    Ok(run)
+}
+
+/// One generation job of a window.
+struct GenJob {
+    doc_id: usize,
+    prompt: Vec<u32>,
+    opts: GenOptions,
+    chat: bool,
+}
+
+/// The requests of a window of documents, tokenized.
+struct Window {
+    lls: Vec<Vec<TokenRequest>>,
+    gens: Vec<Option<GenJob>>,
+    eos_token: Option<String>,
+}
+
+impl Window {
+    fn plan(
+        model: &dyn LanguageModel,
+        task: &Task,
+        docs: &[Doc],
+        chat: &ChatTemplate,
+        opts: &EngineOptions,
+        eos: &[u32],
+        eos_str: Option<&str>,
+    ) -> Result<Window> {
+        let tok = model.tokenizer();
+        let mut lls = Vec::with_capacity(docs.len());
+        let mut gens = Vec::with_capacity(docs.len());
+        let chat_stops: Vec<u32> = {
+            let mut v = Vec::new();
+            for s in ["<|im_end|>", chat.eos_token.as_str()] {
+                if let Some(id) = tok.token_to_id(s).filter(|_| !s.is_empty()) {
+                    if !v.contains(&id) {
+                        v.push(id);
+                    }
+                }
+            }
+            v
+        };
+        for d in docs {
+            lls.push(
+                d.requests
+                    .iter()
+                    .map(|r| encode_pair(tok, r, eos.first().copied()))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            let job = if let Some(g) = &d.generation {
+                let mut stops = g.until.clone();
+                if let Some(e) = eos_str {
+                    stops.push(e.to_string());
+                }
+                Some(GenJob {
+                    doc_id: d.id,
+                    prompt: tokenizer::encode(tok, &g.context)?,
+                    opts: GenOptions {
+                        max_new_tokens: g.max_new_tokens,
+                        stop_tokens: eos.to_vec(),
+                        stop_strings: stops,
+                        ..Default::default()
+                    },
+                    chat: false,
+                })
+            } else if let Some(c) = &d.chat {
+                let text = chat
+                    .render(c.doc.messages(), None, true)
+                    .map_err(|e| Error::task(&task.name, format!("doc {}: {e}", d.id)))?;
+                Some(GenJob {
+                    doc_id: d.id,
+                    prompt: tokenizer::encode(tok, &text)?,
+                    opts: GenOptions {
+                        max_new_tokens: opts.max_new_tokens.unwrap_or(c.max_new_tokens),
+                        stop_tokens: chat_stops.clone(),
+                        stop_strings: Vec::new(),
+                        temperature: opts.temperature,
+                        seed: opts.seed,
+                    },
+                    chat: true,
+                })
+            } else {
+                None
             };
-            jobs.push((i, tokenizer::encode(model.tokenizer(), &g.context)?, opts));
+            if let Some(j) = &job {
+                if j.prompt.is_empty() {
+                    return Err(Error::task(
+                        &task.name,
+                        format!("doc {}: empty generation prompt", d.id),
+                    ));
+                }
+            }
+            gens.push(job);
         }
+        Ok(Window {
+            lls,
+            gens,
+            eos_token: Some(chat.eos_token.clone()).filter(|e| !e.is_empty()),
+        })
     }
-    let mut ids: Vec<Option<Vec<u32>>> = jobs.iter().map(|(_, p, o)| cache.get_gen(p, o)).collect();
-    cache.hits += ids.iter().filter(|x| x.is_some()).count();
-    let mut todo: Vec<usize> = (0..jobs.len()).filter(|&j| ids[j].is_none()).collect();
-    while let Some(&first) = todo.first() {
-        let (same, rest): (Vec<usize>, Vec<usize>) = todo.iter().partition(|&&j| {
-            let (a, b) = (&jobs[j].2, &jobs[first].2);
-            a.max_new_tokens == b.max_new_tokens && a.stop_strings == b.stop_strings
-        });
-        let prompts: Vec<Vec<u32>> = same.iter().map(|&j| jobs[j].1.clone()).collect();
-        let out = model.generate(&prompts, &jobs[first].2)?;
-        for (&j, g) in same.iter().zip(out) {
-            cache.put_gen(&jobs[j].1, &jobs[j].2, g.clone())?;
-            ids[j] = Some(g);
-        }
-        todo = rest;
-    }
-    let mut texts = vec![None; docs.len()];
-    for ((i, _, o), g) in jobs.iter().zip(ids) {
-        let mut text = tokenizer::decode(model.tokenizer(), &g.unwrap(), true)?;
-        for s in &o.stop_strings {
-            if let Some(k) = text.find(s.as_str()) {
-                text.truncate(k);
+
+    /// Compute what the cache cannot answer, calling `done(k)` whenever `k` documents of the
+    /// window have all their answers. Returns false when `stop` interrupted it.
+    fn run(
+        &mut self,
+        model: &mut dyn LanguageModel,
+        task: &Task,
+        cache: &mut RequestCache,
+        opts: &EngineOptions,
+        stop: &AtomicBool,
+        mut done: impl FnMut(usize),
+    ) -> Result<bool> {
+        let n = self.lls.len();
+        // What each document still waits for; which documents wait for each missing answer.
+        let mut pending = vec![0usize; n];
+        let mut waiters: HashMap<String, Vec<usize>> = HashMap::new();
+        // Log-likelihoods: documents longest first, each document's requests together, every
+        // distinct request once.
+        let mut order: Vec<usize> = (0..n).collect();
+        let doc_len = |d: &[TokenRequest]| {
+            d.iter()
+                .map(|r| r.context.len() + r.continuation.len())
+                .max()
+                .unwrap_or(0)
+        };
+        order.sort_by_key(|&d| std::cmp::Reverse(doc_len(&self.lls[d])));
+        let mut todo: Vec<&TokenRequest> = vec![];
+        for &d in &order {
+            for r in &self.lls[d] {
+                if cache.get(r).is_some() {
+                    cache.hits += 1;
+                    continue;
+                }
+                let w = waiters.entry(cache.key(r)).or_default();
+                if w.is_empty() {
+                    todo.push(r);
+                }
+                if !w.contains(&d) {
+                    w.push(d);
+                    pending[d] += 1;
+                }
             }
         }
-        texts[*i] = Some(text);
+        // Generations: longest prompts first, same options together.
+        let mut jobs: Vec<(usize, &GenJob)> = vec![];
+        for (d, j) in self.gens.iter().enumerate() {
+            let Some(j) = j else { continue };
+            if cache.get_gen(&j.prompt, &j.opts).is_some() {
+                cache.hits += 1;
+                continue;
+            }
+            let w = waiters
+                .entry(cache.gen_key(&j.prompt, &j.opts))
+                .or_default();
+            if w.is_empty() {
+                jobs.push((d, j));
+            }
+            w.push(d);
+            pending[d] += 1;
+        }
+        let mut complete = pending.iter().filter(|&&p| p == 0).count();
+        done(complete);
+        let mut finish = |key: &str, complete: &mut usize| {
+            for &d in waiters.get(key).into_iter().flatten() {
+                pending[d] -= 1;
+                if pending[d] == 0 {
+                    *complete += 1;
+                }
+            }
+        };
+        for batch in todo.chunks(opts.batch_size) {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            let reqs: Vec<TokenRequest> = batch.iter().map(|r| (*r).clone()).collect();
+            let out = model.loglikelihood(&reqs)?;
+            if out.len() != reqs.len() {
+                return Err(Error::model(format!(
+                    "backend returned {} log-likelihoods for {} requests",
+                    out.len(),
+                    reqs.len()
+                )));
+            }
+            for (r, l) in reqs.iter().zip(out) {
+                if !l.logprob.is_finite() {
+                    return Err(Error::task(
+                        &task.name,
+                        "model returned a non-finite log-likelihood",
+                    ));
+                }
+                cache.put(r, l)?;
+                finish(&cache.key(r), &mut complete);
+            }
+            done(complete);
+        }
+        jobs.sort_by_key(|(_, j)| std::cmp::Reverse(j.prompt.len()));
+        while let Some((_, first)) = jobs.first() {
+            let key = serde_json::to_string(&first.opts)?;
+            let (same, rest): (Vec<(usize, &GenJob)>, Vec<(usize, &GenJob)>) = jobs
+                .iter()
+                .partition(|(_, j)| serde_json::to_string(&j.opts).ok().as_ref() == Some(&key));
+            for batch in same.chunks(opts.batch_size) {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(false);
+                }
+                let prompts: Vec<GenPrompt> = batch
+                    .iter()
+                    .map(|(_, j)| GenPrompt {
+                        ids: j.prompt.clone(),
+                        task: task.name.clone(),
+                        doc_id: j.doc_id,
+                    })
+                    .collect();
+                let out = model.generate(&prompts, &batch[0].1.opts)?;
+                if out.len() != batch.len() {
+                    return Err(Error::model(format!(
+                        "backend returned {} generations for {} prompts",
+                        out.len(),
+                        batch.len()
+                    )));
+                }
+                for ((_, j), g) in batch.iter().zip(out) {
+                    cache.put_gen(&j.prompt, &j.opts, g)?;
+                    finish(&cache.gen_key(&j.prompt, &j.opts), &mut complete);
+                }
+                done(complete);
+            }
+            jobs = rest;
+        }
+        Ok(true)
     }
-    Ok(texts)
+
+    /// Document `i`'s responses from the cache, `None` when some are missing (interrupted).
+    fn responses(
+        &self,
+        i: usize,
+        cache: &RequestCache,
+        tok: &tokenizers::Tokenizer,
+    ) -> Result<Option<Responses>> {
+        let mut resp = Responses::default();
+        for r in &self.lls[i] {
+            match cache.get(r) {
+                Some(l) => resp.lls.push(l),
+                None => return Ok(None),
+            }
+        }
+        if let Some(j) = &self.gens[i] {
+            let Some(ids) = cache.get_gen(&j.prompt, &j.opts) else {
+                return Ok(None);
+            };
+            if j.chat {
+                // Decode the whole sequence with special tokens kept (TASKS_SPEC §7.3) and split
+                // it at the decoded prompt, so prompt and completion stay apart.
+                let mut all = j.prompt.clone();
+                all.extend_from_slice(&ids);
+                let full = tokenizer::decode(tok, &all, false)?;
+                let p_dec = tokenizer::decode(tok, &j.prompt, false)?;
+                let (p, c) = match full.strip_prefix(p_dec.as_str()) {
+                    Some(rest) => (p_dec.clone(), rest.to_string()),
+                    None => (p_dec.clone(), tokenizer::decode(tok, &ids, false)?),
+                };
+                resp.prompt = Some(p);
+                resp.generation = Some(c);
+                resp.eos_token = self.eos_token.clone();
+            } else {
+                let mut text = tokenizer::decode(tok, &ids, true)?;
+                for s in &j.opts.stop_strings {
+                    if let Some(k) = text.find(s.as_str()) {
+                        text.truncate(k);
+                    }
+                }
+                resp.generation = Some(text);
+            }
+        }
+        Ok(Some(resp))
+    }
 }

@@ -3,11 +3,15 @@
 //! Data flows one way, and the modules follow it:
 //!
 //! ```text
-//! tasks/*.toml ─▶ tasks (TaskDef) ─▶ data (rows) ─▶ doc (Doc + string requests)
-//!   ─▶ engine (tokenize per TASKS_SPEC §1.3, schedule) ─▶ model (log-likelihoods)
-//!   ─▶ metrics (per-doc scores, aggregation) ─▶ report (card tables, results JSON, samples)
+//! tasks/*.toml ─▶ tasks (Task) ─▶ data (rows) ─▶ doc (Doc: requests, chat messages)
+//!   ─▶ engine (tokenize per TASKS_SPEC §1.3, chat template, cache, scheduling)
+//!   ─▶ model (one interface, a file per backend: log-likelihoods / generations)
+//!   ─▶ tasks' scorers (Score per doc) ─▶ metrics ─▶ report (card tables, results JSON, samples)
 //! ```
+//!
+//! `run` orchestrates a run (several models, comparison gate); `cli` only parses arguments.
 pub mod awq;
+pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod compare;
@@ -19,7 +23,9 @@ pub mod error;
 pub mod fc;
 pub mod metrics;
 pub mod model;
-pub mod pystr;
+pub mod progress;
+pub mod py;
 pub mod quantize;
 pub mod report;
+pub mod run;
 pub mod tasks;

@@ -17,7 +17,7 @@ pub fn argmax_norm(lls: &[f64], choices: &[String]) -> usize {
     let normed: Vec<f64> = lls
         .iter()
         .zip(choices)
-        .map(|(ll, c)| ll / crate::pystr::len(c) as f64)
+        .map(|(ll, c)| ll / crate::py::text::len(c) as f64)
         .collect();
     argmax(&normed)
 }

@@ -6,8 +6,8 @@ use hermes_eval::chat::{ChatTemplate, Message};
 use hermes_eval::fc::data::{self, FcSample, FcTarget, JsonSample};
 use hermes_eval::fc::parse::{extract_assistant, parse_tool_calls, ParsedBy};
 use hermes_eval::fc::prompt::fc_system_prompt;
-use hermes_eval::fc::pyeq::{json_loads, literal_eval, PyValue};
 use hermes_eval::fc::{score_fc, score_json, FailureReason as R, ParserMode, SchemaOrder};
+use hermes_eval::py::value::{json_loads, literal_eval, PyValue};
 
 const HEAD: &str =
     "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n";

@@ -1,10 +1,11 @@
-//! Oracle runs: feeding each dataset's reference answers as the model output scores 100 %.
+//! Oracle runs: feeding each dataset's reference answers as the model output scores 100 %,
+//! through the one pipeline (task files → engine → replay backend → scorers).
 mod fc_common;
 use fc_common::*;
-use hermes_eval::chat::ChatTemplate;
-use hermes_eval::fc::data::{self, FcTarget, JsonEvalKind};
-use hermes_eval::fc::pyeq::{py_json_dumps, py_repr, PyValue};
-use hermes_eval::fc::{run_fc, run_json, FailureReason, FcOptions, ParserMode, SchemaOrder};
+use hermes_eval::doc::ChatDoc;
+use hermes_eval::fc::data::{self, FcTarget};
+use hermes_eval::fc::{FailureReason, ParserMode};
+use hermes_eval::py::value::{py_json_dumps, py_repr, PyValue};
 
 fn tool_call_text(calls: &[PyValue]) -> String {
     calls
@@ -14,148 +15,98 @@ fn tool_call_text(calls: &[PyValue]) -> String {
         .join("\n")
 }
 
+fn target(d: &hermes_eval::doc::Doc) -> &FcTarget {
+    match &d.chat.as_ref().unwrap().doc {
+        ChatDoc::ToolCalls(s) => &s.target,
+        other => panic!("not a tool-call document: {other:?}"),
+    }
+}
+
+fn expected(d: &hermes_eval::doc::Doc) -> &[PyValue] {
+    match target(d) {
+        FcTarget::Nous { expected, .. } => expected,
+        _ => unreachable!(),
+    }
+}
+
+fn nous_fc_mirror(dir: &std::path::Path) -> std::path::PathBuf {
+    fixture_mirror(dir, data::NOUS_FC, "func_calling_eval.jsonl")
+}
+
 #[test]
 fn nous_fc_fixture_oracle_scores_100() {
-    let rows = data::read_rows(&fixture("func_calling_eval.jsonl")).unwrap();
-    let samples = data::fc_samples_from_nous_rows(&rows, SchemaOrder::V1).unwrap();
-    let replies: Vec<String> = samples
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = nous_fc_mirror(tmp.path());
+    let run = run_chat_task("func_calling_eval", &mirror, None, |d| {
+        tool_call_text(expected(d))
+    });
+    assert!(!run.docs.is_empty());
+    assert_eq!(passed(&run), run.docs.len(), "{:?}", failures(&run));
+    assert!(run
+        .scores
         .iter()
-        .map(|s| match &s.target {
-            FcTarget::Nous { expected, .. } => tool_call_text(expected),
-            _ => unreachable!(),
-        })
-        .collect();
-    let mut model = ScriptedModel::new(replies);
-    let chat = ChatTemplate::chatml("<|im_end|>");
-    let mut seen = Vec::new();
-    let opts = FcOptions {
-        batch_size: 3,
-        ..FcOptions::default()
-    };
-    let rep = run_fc(&mut model, &chat, &samples, &opts, |d, t| seen.push((d, t))).unwrap();
-    assert_eq!(rep.passed, samples.len(), "{}", rep.samples_jsonl());
-    assert_eq!(rep.pass_rate, 1.0);
-    assert_eq!(rep.lenient, 0);
-    assert_eq!(seen.last(), Some(&(samples.len(), samples.len())));
-    assert!(rep.summary_markdown().contains("100.00%"));
+        .all(|s| s.detail.as_ref().unwrap()["lenient"] == false));
     // The prompt the model saw is the ChatML rendering of system + user.
-    let p0 = model.tok.decode(&model.prompts_seen[0], false).unwrap();
+    let p0 = run.responses[0].prompt.as_deref().unwrap();
     assert!(p0.starts_with("<|im_start|>system\nYou are a function calling AI model."));
     assert!(p0.ends_with("<|im_end|>\n<|im_start|>assistant\n"));
 }
 
 #[test]
 fn nous_fc_python_literal_replies_pass_and_count_as_lenient() {
-    let rows = data::read_rows(&fixture("func_calling_eval.jsonl")).unwrap();
-    let samples = data::fc_samples_from_nous_rows(&rows, SchemaOrder::V1).unwrap();
-    let replies: Vec<String> = samples
-        .iter()
-        .map(|s| match &s.target {
-            FcTarget::Nous { expected, .. } => expected
-                .iter()
-                .map(|c| format!("<tool_call>\n{}\n</tool_call>", py_repr(c)))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => unreachable!(),
-        })
-        .collect();
-    let mut model = ScriptedModel::new(replies);
-    let rep = run_fc(
-        &mut model,
-        &ChatTemplate::chatml("<|im_end|>"),
-        &samples,
-        &FcOptions::default(),
-        |_, _| {},
-    )
-    .unwrap();
-    assert_eq!(rep.passed, samples.len(), "{}", rep.samples_jsonl());
-    assert_eq!(rep.lenient, samples.len());
-    // The later regex parser (json.loads only) rejects the same replies.
-    let mut model = ScriptedModel::new(
-        samples
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = nous_fc_mirror(tmp.path());
+    let reply = |d: &hermes_eval::doc::Doc| {
+        expected(d)
             .iter()
-            .map(|s| match &s.target {
-                FcTarget::Nous { expected, .. } => {
-                    format!("<tool_call>\n{}\n</tool_call>", py_repr(&expected[0]))
-                }
-                _ => unreachable!(),
-            })
-            .collect(),
-    );
-    let opts = FcOptions {
-        parser: ParserMode::Regex,
-        ..FcOptions::default()
+            .map(|c| format!("<tool_call>\n{}\n</tool_call>", py_repr(c)))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    let rep = run_fc(
-        &mut model,
-        &ChatTemplate::chatml("<|im_end|>"),
-        &samples,
-        &opts,
-        |_, _| {},
-    )
-    .unwrap();
-    assert_eq!(rep.passed, 0);
-    assert_eq!(
-        rep.failure_reasons.get(&FailureReason::MalformedJson),
-        Some(&samples.len())
-    );
+    let run = run_chat_task("func_calling_eval", &mirror, None, reply);
+    assert_eq!(passed(&run), run.docs.len(), "{:?}", failures(&run));
+    assert!(run
+        .scores
+        .iter()
+        .all(|s| s.detail.as_ref().unwrap()["lenient"] == true));
+    // The later regex parser (json.loads only) rejects the same replies.
+    let first = |d: &hermes_eval::doc::Doc| {
+        format!("<tool_call>\n{}\n</tool_call>", py_repr(&expected(d)[0]))
+    };
+    let run = run_chat_task("func_calling_eval", &mirror, Some(ParserMode::Regex), first);
+    assert_eq!(passed(&run), 0);
+    assert!(run
+        .scores
+        .iter()
+        .all(|s| s.reason.as_deref() == Some(FailureReason::MalformedJson.as_str())));
 }
 
 #[test]
 fn nous_json_mode_fixture_oracle_scores_100() {
-    let rows = data::read_rows(&fixture("json_mode_eval.jsonl")).unwrap();
-    let samples = data::json_samples_from_nous_rows(&rows).unwrap();
-    let replies = rows
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = fixture_mirror(tmp.path(), data::NOUS_JSON, "json_mode_eval.jsonl");
+    let run = run_chat_task("json_mode_eval", &mirror, None, |d| {
+        d.row["completion"].as_str().unwrap().to_string()
+    });
+    assert!(!run.docs.is_empty());
+    assert_eq!(passed(&run), run.docs.len(), "{:?}", failures(&run));
+    assert!(run
+        .scores
         .iter()
-        .map(|r| r["completion"].as_str().unwrap().to_string())
-        .collect();
-    let mut model = ScriptedModel::new(replies);
-    let rep = run_json(
-        &mut model,
-        &ChatTemplate::chatml("<|im_end|>"),
-        &samples,
-        JsonEvalKind::JsonModeEval,
-        &FcOptions::default(),
-        |_, _| {},
-    )
-    .unwrap();
-    assert_eq!(rep.passed, samples.len(), "{}", rep.samples_jsonl());
-    assert_eq!(rep.metric, "json-mode eval (pass@1)");
-    assert_eq!(rep.schema_valid, Some(samples.len()));
+        .all(|s| s.detail.as_ref().unwrap()["schema_valid"] == true));
 }
 
 #[test]
 fn maskbench_oracle_scores_100() {
     let Some(hub) = hub() else { return };
-    let (name, kind, samples) = data::load_json_dataset(data::MASKBENCH, None, &hub).unwrap();
-    assert_eq!(kind, JsonEvalKind::MaskbenchSubstitutePrompt);
-    assert_eq!(samples.len(), 100, "{name}");
-    let replies = samples
-        .iter()
-        .map(|s| py_json_dumps(s.expected.as_ref().unwrap()))
-        .collect();
-    let mut model = ScriptedModel::new(replies);
-    let rep = run_json(
-        &mut model,
-        &ChatTemplate::chatml("<|im_end|>"),
-        &samples,
-        kind,
-        &FcOptions {
-            batch_size: 16,
-            max_new_tokens: 1 << 16,
-            ..FcOptions::default()
-        },
-        |_, _| {},
-    )
-    .unwrap();
-    let fails: Vec<_> = rep
-        .records
-        .iter()
-        .filter(|r| !r.passed)
-        .map(|r| (&r.id, &r.failures))
-        .collect();
-    assert_eq!(rep.passed, 100, "{fails:?}");
-    assert!(rep.metric.contains("SUBSTITUTE"));
+    let run = run_chat_task("json_mode_eval_maskbench", &hub, None, |d| {
+        match &d.chat.as_ref().unwrap().doc {
+            ChatDoc::Json(s) => py_json_dumps(s.expected.as_ref().unwrap()),
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(run.docs.len(), 100);
+    assert_eq!(passed(&run), 100, "{:?}", failures(&run));
 }
 
 /// Possible answer → one concrete call: the first acceptable value of every argument that is not
@@ -268,165 +219,101 @@ fn bfcl_oracle_scores_100_in_every_category() {
         "live_relevance",
     ];
     for cat in cats {
-        let (task, mut samples) =
-            data::load_fc_dataset(data::BFCL, Some(cat), None, &hub, SchemaOrder::V1).unwrap();
-        let before = samples.len();
-        samples.retain(|s| !matches!(&s.target, FcTarget::Bfcl { ground_truth, functions, .. } if unsatisfiable(ground_truth, functions)));
-        assert!(
-            (before - samples.len()) * 100 <= before,
-            "{task}: {} unsatisfiable rows",
-            before - samples.len()
-        );
-        let replies: Vec<String> = samples
-            .iter()
-            .map(|s| match &s.target {
-                FcTarget::Bfcl {
-                    ground_truth,
-                    category,
-                    ..
-                } if category.contains("relevance") && !category.contains("irrelevance") => {
-                    // relevance rows have no answer: any call to a listed function counts
-                    let FcTarget::Bfcl { functions, .. } = &s.target else {
-                        unreachable!()
-                    };
-                    let _ = ground_truth;
-                    format!(
-                        "<tool_call>\n{{\"name\": \"{}\", \"arguments\": {{}}}}\n</tool_call>",
-                        functions[0]["name"].as_str().unwrap()
-                    )
-                }
-                FcTarget::Bfcl { ground_truth, .. } if ground_truth.is_empty() => {
-                    "I cannot help with that.".to_string()
-                }
-                FcTarget::Bfcl {
-                    ground_truth,
-                    functions,
-                    ..
-                } => oracle_reply(ground_truth, functions),
-                _ => unreachable!(),
-            })
-            .collect();
+        let task = format!("bfcl_{cat}");
+        let reply = |d: &hermes_eval::doc::Doc| match target(d) {
+            FcTarget::Bfcl {
+                category,
+                functions,
+                ..
+            } if category.contains("relevance") && !category.contains("irrelevance") => {
+                // relevance rows have no answer: any call to a listed function counts
+                format!(
+                    "<tool_call>\n{{\"name\": \"{}\", \"arguments\": {{}}}}\n</tool_call>",
+                    functions[0]["name"].as_str().unwrap()
+                )
+            }
+            FcTarget::Bfcl { ground_truth, .. } if ground_truth.is_empty() => {
+                "I cannot help with that.".to_string()
+            }
+            FcTarget::Bfcl {
+                ground_truth,
+                functions,
+                ..
+            } => oracle_reply(ground_truth, functions),
+            _ => unreachable!(),
+        };
+        let unsat = |d: &hermes_eval::doc::Doc| matches!(target(d), FcTarget::Bfcl { ground_truth, functions, .. } if unsatisfiable(ground_truth, functions));
         // JSON-only regex parser: BFCL answers hold `<` and `&`, which the card's XML parser rejects.
-        let mut model = ScriptedModel::new(replies.clone());
-        let opts = FcOptions {
-            parser: ParserMode::Regex,
-            batch_size: 64,
-            max_new_tokens: 1 << 16,
-            ..FcOptions::default()
-        };
-        let chat = ChatTemplate::chatml("<|im_end|>");
-        let rep = hermes_eval::fc::run::run_fc_named(
-            &mut model,
-            &chat,
-            &samples,
-            &opts,
-            &task,
-            |_, _| {},
-        )
-        .unwrap();
-        let fails: Vec<_> = rep
-            .records
-            .iter()
-            .filter(|r| !r.passed)
-            .take(3)
-            .map(|r| (&r.id, &r.failures, &r.completion))
-            .collect();
-        assert_eq!(
-            rep.passed,
-            samples.len(),
-            "{task}: {}/{} {fails:#?}",
-            rep.passed,
-            rep.n
+        let run = run_chat_task(&task, &hub, Some(ParserMode::Regex), reply);
+        let n_unsat = run.docs.iter().filter(|d| unsat(d)).count();
+        assert!(
+            n_unsat * 100 <= run.docs.len(),
+            "{task}: {n_unsat} unsatisfiable rows"
         );
+        let fails: Vec<_> = run
+            .docs
+            .iter()
+            .zip(&run.scores)
+            .filter(|(d, s)| !unsat(d) && s.metrics["ast_acc"] != 1.0)
+            .take(3)
+            .map(|(d, s)| (d.id, s.detail.clone()))
+            .collect();
+        assert!(fails.is_empty(), "{task}: {fails:#?}");
         // XML parser: every failure is an XML well-formedness failure.
-        let mut model = ScriptedModel::new(replies);
-        let opts = FcOptions {
-            parser: ParserMode::Xml,
-            batch_size: 64,
-            max_new_tokens: 1 << 16,
-            ..FcOptions::default()
-        };
-        let rep = hermes_eval::fc::run::run_fc_named(
-            &mut model,
-            &chat,
-            &samples,
-            &opts,
-            &task,
-            |_, _| {},
-        )
-        .unwrap();
-        for reason in rep.failure_reasons.keys() {
-            assert_eq!(*reason, FailureReason::MalformedXml, "{task}");
+        let run = run_chat_task(&task, &hub, Some(ParserMode::Xml), reply);
+        for (d, s) in run.docs.iter().zip(&run.scores) {
+            if !unsat(d) && s.metrics["ast_acc"] != 1.0 {
+                assert_eq!(
+                    s.reason.as_deref(),
+                    Some(FailureReason::MalformedXml.as_str()),
+                    "{task}"
+                );
+            }
         }
     }
 }
 
-#[derive(clap::Parser)]
-struct Cli {
-    #[command(flatten)]
-    fc: hermes_eval::fc::FcArgs,
-}
-
-#[derive(clap::Parser)]
-struct JCli {
-    #[command(flatten)]
-    json: hermes_eval::fc::JsonArgs,
-}
-
 #[test]
-fn args_resolve_datasets_in_the_mirror() {
-    use clap::Parser;
-    let Some(hub) = hub() else { return };
-    let d = hub.to_str().unwrap();
-    let cli = Cli::parse_from([
-        "x",
-        "--dataset",
-        data::BFCL,
-        "--data-dir",
-        d,
-        "--limit",
-        "5",
-    ]);
-    let (task, s) = cli.fc.load_samples().unwrap();
-    assert_eq!((task.as_str(), s.len()), ("bfcl_v4_simple_python", 5));
-    let cli = Cli::parse_from([
-        "x",
-        "--dataset",
-        data::BFCL,
-        "--category",
-        "parallel",
-        "--bfcl-version",
-        "v3-release-70b6a4a2",
-        "--data-dir",
-        d,
-    ]);
-    let (task, s) = cli.fc.load_samples().unwrap();
-    assert_eq!(task, "bfcl_v3-release-70b6a4a2_parallel");
-    assert!(!s.is_empty());
-    // the Nous rows are not in the mirror: a clear error, no panic
-    let cli = Cli::parse_from(["x", "--data-dir", d]);
-    assert!(cli
-        .fc
-        .load_samples()
-        .unwrap_err()
-        .to_string()
-        .contains("NousResearch/func-calling-eval"));
-    let j = JCli::parse_from([
-        "x",
-        "--dataset",
-        data::JSONSCHEMABENCH,
-        "--subset",
-        "Github_trivial",
-        "--data-dir",
-        d,
-    ]);
-    let (task, kind, s) = j.json.load_samples().unwrap();
+fn fc_and_json_commands_name_their_tasks() {
+    use hermes_eval::fc::data::{fc_task, json_task};
+    assert_eq!(fc_task(data::BFCL, None).unwrap(), "bfcl_simple");
     assert_eq!(
-        (task.as_str(), kind),
-        (
-            "schema_compliance_Github_trivial",
-            JsonEvalKind::SchemaCompliance
-        )
+        fc_task(data::BFCL, Some("parallel")).unwrap(),
+        "bfcl_parallel"
     );
-    assert!(s.iter().all(|x| x.expected.is_none()) && !s.is_empty());
+    assert_eq!(
+        fc_task(data::BFCL, Some("simple_python")).unwrap(),
+        "bfcl_simple"
+    );
+    assert_eq!(fc_task(data::NOUS_FC, None).unwrap(), "func_calling_eval");
+    assert!(fc_task("x/y", None).is_err());
+    assert_eq!(json_task(data::NOUS_JSON, None).unwrap(), "json_mode_eval");
+    assert_eq!(
+        json_task(data::JSONSCHEMABENCH, Some("Github_trivial")).unwrap(),
+        "jsonschemabench_github_trivial"
+    );
+    assert_eq!(
+        json_task(data::MASKBENCH, None).unwrap(),
+        "json_mode_eval_maskbench"
+    );
+    // every task they name exists
+    let reg = hermes_eval::tasks::Registry::builtin().unwrap();
+    for t in [
+        "bfcl_simple",
+        "bfcl_parallel",
+        "func_calling_eval",
+        "json_mode_eval",
+        "jsonschemabench_github_trivial",
+        "json_mode_eval_maskbench",
+    ] {
+        assert!(reg.task(t).is_some(), "{t}");
+    }
+    // the Nous rows are not in the mirror: a clear error, no panic
+    let Some(hub) = hub() else { return };
+    let task = reg.task("func_calling_eval").unwrap();
+    let e = task
+        .load_docs(&hermes_eval::data::DataSource::mirror_only(hub), None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NousResearch/func-calling-eval"), "{e}");
 }

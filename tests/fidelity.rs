@@ -45,8 +45,25 @@ fn cases(docs_per_task: usize) -> Vec<Case> {
 }
 
 fn score(m: &mut CandleLm, c: &Case) -> Vec<f64> {
-    let group: Vec<_> = c
-        .reqs
+    let group = requests(m, c);
+    m.loglikelihood(&group)
+        .unwrap()
+        .iter()
+        .map(|l| l.logprob)
+        .collect()
+}
+
+/// Each request of the case in a call of its own (no shared prefix, no batch).
+fn score_one_by_one(m: &mut CandleLm, c: &Case) -> Vec<f64> {
+    requests(m, c)
+        .into_iter()
+        .map(|r| m.loglikelihood(&[r]).unwrap()[0].logprob)
+        .collect()
+}
+
+/// The case's requests tokenized as the engine does, checked against the reference's ids.
+fn requests(m: &CandleLm, c: &Case) -> Vec<hermes_eval::model::TokenRequest> {
+    c.reqs
         .iter()
         .map(|r| {
             let req = LoglikRequest {
@@ -77,11 +94,6 @@ fn score(m: &mut CandleLm, c: &Case) -> Vec<f64> {
             );
             tr
         })
-        .collect();
-    m.loglikelihood(&group)
-        .unwrap()
-        .iter()
-        .map(|l| l.logprob)
         .collect()
 }
 
@@ -114,6 +126,7 @@ fn f32_pipeline_metrics_equal_lm_eval() {
     let reg = Registry::builtin().unwrap();
     let data = DataSource::mirror_only(hub());
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let chat = hermes_eval::chat::ChatTemplate::chatml("<|im_end|>");
     for t in [
         "arc_easy",
         "arc_challenge",
@@ -131,13 +144,19 @@ fn f32_pipeline_metrics_equal_lm_eval() {
             task,
             docs,
             &mut engine::RequestCache::disabled(),
+            &chat,
+            &engine::EngineOptions::default(),
             &stop,
             |_| {},
         )
         .unwrap();
         for (i, r) in refs.iter().enumerate() {
             for (k, v) in r["metrics"].as_object().unwrap() {
-                assert_eq!(run.metrics[i][k], v.as_f64().unwrap(), "{t} doc {i} {k}");
+                assert_eq!(
+                    run.scores[i].metrics[k],
+                    v.as_f64().unwrap(),
+                    "{t} doc {i} {k}"
+                );
             }
         }
     }
@@ -184,8 +203,7 @@ fn q4_1_scores_do_not_depend_on_batching() {
     let mut m = CandleLm::load(test_gguf().to_str().unwrap(), &LoadOptions::default()).unwrap();
     let c = &cases(1)[0]; // arc_easy doc 0: 4 choices of different lengths
     let together = score(&mut m, c);
-    m.batch_size = 1;
-    let alone = score(&mut m, c);
+    let alone = score_one_by_one(&mut m, c);
     assert_eq!(together, alone);
 }
 

@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use hermes_eval::model::candle_lm::CandleLm;
 use hermes_eval::model::load::LoadOptions;
-use hermes_eval::model::{GenOptions, LanguageModel, TokenRequest};
+use hermes_eval::model::{GenOptions, GenPrompt, LanguageModel, TokenRequest};
 
 fn model() -> CandleLm {
     CandleLm::load(test_gguf().to_str().unwrap(), &LoadOptions::default()).unwrap()
@@ -12,6 +12,18 @@ fn model() -> CandleLm {
 
 fn encode(m: &CandleLm, s: &str) -> Vec<u32> {
     m.tokenizer.encode(s, false).unwrap().get_ids().to_vec()
+}
+
+/// Generation requests of the given prompts.
+fn gp(ps: &[Vec<u32>]) -> Vec<GenPrompt> {
+    ps.iter()
+        .enumerate()
+        .map(|(i, p)| GenPrompt {
+            ids: p.clone(),
+            task: "test".into(),
+            doc_id: i,
+        })
+        .collect()
 }
 
 fn prompts(m: &CandleLm) -> Vec<Vec<u32>> {
@@ -35,17 +47,15 @@ fn batched_generation_equals_one_prompt_at_a_time() {
         stop_tokens: vec![m.tokenizer.token_to_id("<|im_end|>").unwrap()],
         ..Default::default()
     };
-    m.batch_size = 1;
     let alone: Vec<Vec<u32>> = ps
         .iter()
         .map(|p| {
-            m.generate(std::slice::from_ref(p), &opts)
+            m.generate(&gp(std::slice::from_ref(p)), &opts)
                 .unwrap()
                 .remove(0)
         })
         .collect();
-    m.batch_size = 4;
-    let batched = m.generate(&ps, &opts).unwrap();
+    let batched = m.generate(&gp(&ps), &opts).unwrap();
     assert_eq!(batched, alone);
     // Decoding step by step gives what one forward pass over prompt + output ranks first at
     // every position: the output is greedy under the scoring path too.
@@ -83,7 +93,7 @@ fn generation_stops_at_stop_strings_and_token_limit() {
         ..Default::default()
     };
     let g = m
-        .generate(std::slice::from_ref(&p), &free)
+        .generate(&gp(std::slice::from_ref(&p)), &free)
         .unwrap()
         .remove(0);
     assert_eq!(g.len(), 12);
@@ -94,7 +104,7 @@ fn generation_stops_at_stop_strings_and_token_limit() {
         stop_strings: vec![stop.clone()],
         ..free
     };
-    let short = m.generate(&[p], &opts).unwrap().remove(0);
+    let short = m.generate(&gp(&[p.clone()]), &opts).unwrap().remove(0);
     assert!(short.len() < g.len(), "{short:?} vs {g:?}");
     assert_eq!(short[..], g[..short.len()]);
     assert!(m.tokenizer.decode(&short, false).unwrap().contains(&stop));
@@ -110,19 +120,17 @@ fn sampling_is_reproducible_from_the_seed() {
         seed,
         ..Default::default()
     };
-    m.batch_size = 4;
-    let a = m.generate(&ps, &opts(7)).unwrap();
-    let b = m.generate(&ps, &opts(7)).unwrap();
+    let a = m.generate(&gp(&ps), &opts(7)).unwrap();
+    let b = m.generate(&gp(&ps), &opts(7)).unwrap();
     assert_eq!(a, b);
     // Independent of batching: the last prompt alone gives the same sample.
-    m.batch_size = 1;
-    let alone = m.generate(&ps[3..], &opts(7)).unwrap();
+    let alone = m.generate(&gp(&ps[3..]), &opts(7)).unwrap();
     assert_eq!(alone[0], a[3]);
-    let c = m.generate(&ps, &opts(8)).unwrap();
+    let c = m.generate(&gp(&ps), &opts(8)).unwrap();
     assert_ne!(a, c, "another seed gives other samples");
     let greedy = m
         .generate(
-            &ps,
+            &gp(&ps),
             &GenOptions {
                 max_new_tokens: 16,
                 ..Default::default()

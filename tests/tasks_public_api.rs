@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use hermes_eval::data::DataSource;
-use hermes_eval::doc::Loglik;
+use hermes_eval::doc::{Loglik, Responses};
 use hermes_eval::report;
 use hermes_eval::tasks::Registry;
 
@@ -35,20 +35,24 @@ fn tasks_load_score_report_rescore() {
                     .collect()
             })
             .collect();
-        let per_doc: Vec<_> = docs
-            .iter()
-            .zip(&lls)
-            .map(|(d, l)| t.process_results(d, l, None).unwrap())
+        let resps: Vec<Responses> = lls
+            .into_iter()
+            .map(|lls| Responses {
+                lls,
+                ..Default::default()
+            })
             .collect();
-        report::write_samples_jsonl(
-            dir.path(),
-            t,
-            &docs,
-            &lls,
-            &vec![None; docs.len()],
-            &per_doc,
-        )
-        .unwrap();
+        let scores: Vec<_> = docs
+            .iter()
+            .zip(&resps)
+            .map(|(d, r)| t.score(d, r).unwrap())
+            .collect();
+        assert!(
+            scores.iter().all(|s| s.answer == 0),
+            "the first choice is chosen"
+        );
+        let per_doc: Vec<_> = scores.iter().map(|s| s.metrics.clone()).collect();
+        report::write_samples_jsonl(dir.path(), t, &docs, &resps, &scores).unwrap();
         results.push(report::aggregate(t, &per_doc));
     }
     let table = report::card_table(&results);

@@ -8,7 +8,7 @@
 //! `multiple*` checks the single call against the single answer, irrelevance passes iff no call,
 //! relevance iff at least one call.
 use super::judge::{Failure, FailureReason};
-use super::pyeq::{py_repr, PyValue};
+use crate::py::value::{py_repr, PyValue};
 
 /// Category kinds that decide the checker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! Dataset readers for function calling and JSON mode, from local files laid out like the hub
 //! mirror (`<data_dir>/datasets/<org>/<name>/…`, see shared/hub/MANIFEST.md).
 use super::prompt::{fc_system_prompt, json_system_prompt, SchemaOrder, GENERIC_JSON_USER_TURN};
-use super::pyeq::{json_dumps, json_loads, PyValue};
 use crate::chat::Message;
 use crate::error::{Error, Result};
+use crate::py::value::{json_dumps, json_loads, PyValue};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -385,7 +385,7 @@ pub fn data_dir(arg: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
-fn first_data_file(dir: &Path) -> Option<PathBuf> {
+pub fn first_data_file(dir: &Path) -> Option<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -575,4 +575,39 @@ pub fn load_json_dataset(
     }
     let (kind, s) = load_json_files(dataset, &[file], subset)?;
     Ok((name, kind, s))
+}
+
+/// The task `hermes-eval fc --dataset X [--category C]` runs (the commands are aliases of `run --tasks`).
+pub fn fc_task(dataset: &str, category: Option<&str>) -> Result<String> {
+    match (dataset, category) {
+        (NOUS_FC, None) => Ok("func_calling_eval".into()),
+        (BFCL, c) => {
+            let c = c.unwrap_or("simple");
+            Ok(format!("bfcl_{}", c.strip_suffix("_python").unwrap_or(c)))
+        }
+        (NOUS_FC, Some(_)) => Err(Error::data(NOUS_FC, "--category is a BFCL option")),
+        (d, _) => Err(Error::data(
+            d,
+            format!("fc expects {NOUS_FC} or {BFCL} (other datasets: write a task file and use run --tasks)"),
+        )),
+    }
+}
+
+/// The task `hermes-eval json --dataset X [--subset S]` runs.
+pub fn json_task(dataset: &str, subset: Option<&str>) -> Result<String> {
+    match (dataset, subset) {
+        (NOUS_JSON, None) => Ok("json_mode_eval".into()),
+        (MASKBENCH, None) => Ok("json_mode_eval_maskbench".into()),
+        (JSONSCHEMABENCH, s) => Ok(format!(
+            "jsonschemabench_{}",
+            s.unwrap_or("Github_easy").to_ascii_lowercase()
+        )),
+        (d @ (NOUS_JSON | MASKBENCH), Some(_)) => {
+            Err(Error::data(d, "--subset is a JSONSchemaBench option"))
+        }
+        (d, _) => Err(Error::data(
+            d,
+            format!("json expects {NOUS_JSON}, {MASKBENCH} or {JSONSCHEMABENCH}"),
+        )),
+    }
 }

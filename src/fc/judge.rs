@@ -1,5 +1,5 @@
 //! Judging a parsed reply: Nous function-calling rules (TASKS_SPEC §7.6) and JSON mode (§8).
-use super::pyeq::{py_repr, PyValue};
+use crate::py::value::{py_repr, PyValue};
 use serde::{Deserialize, Serialize};
 
 /// Why a sample failed (first failure recorded decides the primary reason).

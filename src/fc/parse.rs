@@ -1,7 +1,7 @@
 //! Assistant-message extraction (TASKS_SPEC §7.4) and tool-call parsing (§7.5 card version,
 //! §7.7 later regex version).
-use super::pyeq::{json_loads, literal_eval, PyValue};
 use super::xml;
+use crate::py::value::{json_loads, literal_eval, PyValue};
 use serde::{Deserialize, Serialize};
 
 /// Python `str.strip()` whitespace (`str.isspace`).

@@ -1,5 +1,5 @@
 //! System prompts exactly as TASKS_SPEC §7.2 (function calling) and §8 (JSON mode).
-use super::pyeq::{py_repr, PyValue};
+use crate::py::value::{py_repr, PyValue};
 use serde::{Deserialize, Serialize};
 
 /// Key order of the pydantic `FunctionCall` JSON schema printed into the prompt (§7.2).

@@ -1,8 +1,9 @@
 //! The candle backend of [`LanguageModel`]: scoring with a shared-prefix KV cache and batched
 //! continuations, and greedy generation.
 use super::llama::{logprob_at, KvCache, Llama};
-use super::load::{load, LoadOptions, Loaded};
-use super::{GenOptions, LanguageModel, TokenRequest};
+use super::load::{load, LoadOptions, Loaded, QuantMode};
+use super::{GenOptions, GenPrompt, LanguageModel, ModelIdentity, OpenOptions, TokenRequest};
+use crate::chat::ChatTemplate;
 use crate::doc::Loglik;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -11,17 +12,31 @@ pub struct CandleLm {
     pub llama: Llama,
     pub tokenizer: tokenizers::Tokenizer,
     pub name: String,
-    pub fingerprint: serde_json::Value,
+    /// What was loaded (paths, architecture, weight types), for the results.
+    pub details: serde_json::Value,
+    pub identity: ModelIdentity,
     pub chat_template: Option<serde_json::Value>,
     pub eos_token: Option<String>,
-    /// Rows per forward call when scoring a group's continuations.
-    pub batch_size: usize,
     /// Longest prefix chunk run at once (bounds attention memory).
     pub prefill_chunk: usize,
     max_length: usize,
 }
 
 impl CandleLm {
+    /// Load a `.gguf` file, a Hugging Face directory or a hub id.
+    pub fn open(model: &str, opts: &OpenOptions) -> Result<Self> {
+        let load_opts = LoadOptions {
+            quant_mode: if opts.dequantize {
+                QuantMode::Dequantize
+            } else {
+                QuantMode::Native
+            },
+            dtype: opts.dtype,
+            tokenizer: opts.tokenizer.clone(),
+        };
+        Self::load(model, &load_opts)
+    }
+
     pub fn load(model: &str, opts: &LoadOptions) -> Result<Self> {
         let Loaded {
             llama,
@@ -32,14 +47,29 @@ impl CandleLm {
             eos_token,
         } = load(model, opts)?;
         let max_length = llama.cfg.max_position_embeddings;
+        let weights_sha256 = match &fingerprint["sha256"] {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        };
+        let identity = ModelIdentity {
+            backend: "candle".into(),
+            format: fingerprint["format"].as_str().unwrap_or("").to_string(),
+            weights_sha256,
+            compute: fingerprint["compute"].as_str().unwrap_or("").to_string(),
+            tokenizer_sha256: super::tokenizer_sha256(&tokenizer),
+        };
         Ok(Self {
             llama,
             tokenizer,
             name,
-            fingerprint,
+            details: fingerprint,
+            identity,
             chat_template,
             eos_token,
-            batch_size: 16,
             prefill_chunk: 512,
             max_length,
         })
@@ -63,6 +93,105 @@ impl CandleLm {
         }
         Ok(cache.unwrap_or_default())
     }
+}
+
+impl CandleLm {
+    /// Score requests that share a prefix (see [`prefix_runs`]): the prefix is computed once,
+    /// the rest of every request runs as one row of a single batched forward pass.
+    fn score_run(&self, reqs: &[Prepared]) -> Result<Vec<Loglik>> {
+        if reqs.is_empty() {
+            return Ok(vec![]);
+        }
+        let p = shared_prefix(reqs);
+        let first = &reqs[0].input;
+        let cache = if p > 0 {
+            Some(self.prefill(&first[..p], None)?)
+        } else {
+            None
+        };
+        let rows: Vec<&[u32]> = reqs.iter().map(|r| &r.input[p..]).collect();
+        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let (hidden, _) = self
+            .llama
+            .forward(&Self::ids(&rows, width)?, cache.as_ref(), false)?;
+        let hsize = hidden.dim(2)?;
+        let flat = hidden.reshape((rows.len() * width, hsize))?;
+        let mut sel = vec![];
+        for (bi, r) in reqs.iter().enumerate() {
+            let start = r.input.len() - r.targets.len() - p;
+            // positions start..start+len(targets) predict the targets
+            for k in 0..r.targets.len() {
+                sel.push((bi * width + start + k) as u32);
+            }
+        }
+        let n = sel.len();
+        let rows_h = flat.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
+        let logits = self.llama.logits(&rows_h)?.to_vec2::<f32>()?;
+        let mut at = 0;
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let (mut lp, mut greedy) = (0f64, true);
+            for &t in &r.targets {
+                let (l, g) = logprob_at(&logits[at], t as usize);
+                lp += l;
+                greedy &= g;
+                at += 1;
+            }
+            out.push(Loglik {
+                logprob: lp,
+                is_greedy: greedy,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Where the scored part of a request starts: its shared prefix may not go past it.
+fn scored_start(r: &Prepared) -> usize {
+    r.input.len() - r.targets.len()
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The prefix common to every input of `reqs`, ending before the first scored position.
+fn shared_prefix(reqs: &[Prepared]) -> usize {
+    let first = &reqs[0].input;
+    reqs.iter()
+        .map(|r| scored_start(r).min(common_prefix(first, &r.input)))
+        .min()
+        .unwrap_or(0)
+}
+
+/// Split consecutive requests into runs that share a prefix covering at least half of every
+/// member's context (a document's choices; Winogrande's partial contexts; documents with a long
+/// common instruction). Each run is scored with its prefix computed once.
+fn prefix_runs(reqs: &[Prepared]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = vec![];
+    let mut start = 0;
+    while start < reqs.len() {
+        let first = &reqs[start];
+        let mut p = scored_start(first);
+        let mut longest = scored_start(first);
+        let mut end = start + 1;
+        while end < reqs.len() {
+            let r = &reqs[end];
+            let q = p
+                .min(scored_start(r))
+                .min(common_prefix(&first.input, &r.input));
+            let l = longest.max(scored_start(r));
+            if q == 0 || 2 * q < l {
+                break;
+            }
+            p = q;
+            longest = l;
+            end += 1;
+        }
+        runs.push(start..end);
+        start = end;
+    }
+    runs
 }
 
 /// One request after TASKS_SPEC §1.3 step 4: the model input and the continuation tokens.
@@ -98,81 +227,49 @@ impl LanguageModel for CandleLm {
     fn max_length(&self) -> usize {
         self.max_length
     }
-    fn fingerprint(&self) -> serde_json::Value {
-        self.fingerprint.clone()
+    fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+    fn details(&self) -> serde_json::Value {
+        self.details.clone()
+    }
+    fn eos_token_ids(&self) -> Vec<u32> {
+        self.llama.cfg.eos_token_ids.clone()
     }
 
-    fn loglikelihood(&mut self, group: &[TokenRequest]) -> Result<Vec<Loglik>> {
-        let reqs: Vec<Prepared> = group
+    fn chat_template(&self) -> Result<Option<ChatTemplate>> {
+        let eos = self.eos_token.clone().unwrap_or_default();
+        let bos = self
+            .llama
+            .cfg
+            .bos_token_id
+            .and_then(|i| self.tokenizer.id_to_token(i))
+            .unwrap_or_default();
+        Ok(match &self.chat_template {
+            Some(serde_json::Value::String(s)) => {
+                Some(ChatTemplate::from_string(s.clone(), &bos, &eos))
+            }
+            Some(v) => ChatTemplate::from_tokenizer_config(
+                &serde_json::json!({"chat_template": v, "bos_token": bos, "eos_token": eos}),
+            )?,
+            None => None,
+        })
+    }
+
+    fn loglikelihood(&mut self, requests: &[TokenRequest]) -> Result<Vec<Loglik>> {
+        let reqs: Vec<Prepared> = requests
             .iter()
             .map(|r| prepare(r, self.max_length))
             .collect::<Result<_>>()?;
-        if reqs.is_empty() {
-            return Ok(vec![]);
+        let mut out = Vec::with_capacity(reqs.len());
+        for run in prefix_runs(&reqs) {
+            out.extend(self.score_run(&reqs[run.clone()])?);
         }
-        // Shared prefix: common to every input and ending before the first scored position.
-        let mut p = reqs
-            .iter()
-            .map(|r| r.input.len() - r.targets.len())
-            .min()
-            .unwrap();
-        let first = &reqs[0].input;
-        for r in &reqs[1..] {
-            p = p.min(
-                first
-                    .iter()
-                    .zip(&r.input)
-                    .take_while(|(a, b)| a == b)
-                    .count(),
-            );
-        }
-        let cache = if p > 0 {
-            Some(self.prefill(&first[..p], None)?)
-        } else {
-            None
-        };
-        let mut out = vec![None; reqs.len()];
-        let idx: Vec<usize> = (0..reqs.len()).collect();
-        for batch in idx.chunks(self.batch_size.max(1)) {
-            let rows: Vec<&[u32]> = batch.iter().map(|&i| &reqs[i].input[p..]).collect();
-            let width = rows.iter().map(|r| r.len()).max().unwrap();
-            let (hidden, _) =
-                self.llama
-                    .forward(&Self::ids(&rows, width)?, cache.as_ref(), false)?;
-            let hsize = hidden.dim(2)?;
-            let flat = hidden.reshape((rows.len() * width, hsize))?;
-            let mut sel = vec![];
-            for (bi, &i) in batch.iter().enumerate() {
-                let r = &reqs[i];
-                let start = r.input.len() - r.targets.len() - p;
-                // positions start..start+len(targets) predict the targets
-                for k in 0..r.targets.len() {
-                    sel.push((bi * width + start + k) as u32);
-                }
-            }
-            let n = sel.len();
-            let rows_h = flat.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
-            let logits = self.llama.logits(&rows_h)?.to_vec2::<f32>()?;
-            let mut at = 0;
-            for &i in batch {
-                let r = &reqs[i];
-                let (mut lp, mut greedy) = (0f64, true);
-                for &t in &r.targets {
-                    let (l, g) = logprob_at(&logits[at], t as usize);
-                    lp += l;
-                    greedy &= g;
-                    at += 1;
-                }
-                out[i] = Some(Loglik {
-                    logprob: lp,
-                    is_greedy: greedy,
-                });
-            }
-        }
-        Ok(out.into_iter().map(|x| x.unwrap()).collect())
+        Ok(out)
     }
 
-    fn generate(&mut self, prompts: &[Vec<u32>], opts: &GenOptions) -> Result<Vec<Vec<u32>>> {
+    fn generate(&mut self, prompts: &[GenPrompt], opts: &GenOptions) -> Result<Vec<Vec<u32>>> {
+        let prompts: Vec<&[u32]> = prompts.iter().map(|p| p.ids.as_slice()).collect();
         if prompts.iter().any(|p| p.is_empty()) {
             return Err(Error::model("generation needs a non-empty prompt"));
         }
@@ -185,12 +282,13 @@ impl LanguageModel for CandleLm {
         let mut results = vec![Vec::new(); prompts.len()];
         // Keep room for the new tokens (the harness truncates to max_length - max_gen_toks).
         let keep = self.max_length.saturating_sub(opts.max_new_tokens).max(1);
+        // The engine bounds the call by --batch-size: every prompt decodes in one batch.
         let idx: Vec<usize> = (0..prompts.len()).collect();
-        for chunk in idx.chunks(self.batch_size.max(1)) {
+        for chunk in idx.chunks(idx.len().max(1)) {
             // Each prompt is prefilled alone; the decoding steps of the chunk run batched.
             let mut rows: Vec<GenRow> = Vec::with_capacity(chunk.len());
             for &i in chunk {
-                let p = &prompts[i];
+                let p = prompts[i];
                 let p = &p[p.len().saturating_sub(keep)..];
                 rows.push(GenRow {
                     index: i,

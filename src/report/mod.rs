@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::doc::{Doc, Loglik};
+use crate::doc::{Doc, Loglik, Responses, Score};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::tasks::{Registry, Suite, Task};
@@ -261,7 +261,7 @@ pub fn write_results_json(
                     "dataset_path": t.def.dataset.path,
                     "dataset_name": t.def.dataset.config,
                     "test_split": t.def.dataset.split,
-                    "output_type": if t.def.generation.is_some() { "loglikelihood+generate_until" } else { "multiple_choice" },
+                    "output_type": if t.def.docs.is_some() { "generate_until" } else if t.def.generation.is_some() { "loglikelihood+generate_until" } else { "multiple_choice" },
                     "metric_list": t.metric_names().iter().map(|m| json!({"metric": m, "aggregation": "mean", "higher_is_better": true})).collect::<Vec<_>>(),
                     "num_fewshot": 0,
                     "metadata": {"version": t.version},
@@ -300,18 +300,18 @@ pub fn write_samples_jsonl(
     dir: &Path,
     task: &Task,
     docs: &[Doc],
-    lls: &[Vec<Loglik>],
-    generations: &[Option<String>],
-    metrics: &[BTreeMap<String, f64>],
+    responses: &[Responses],
+    scores: &[Score],
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     let path = dir.join(format!("samples_{}_{}.jsonl", task.name, timestamp()));
     let f = std::fs::File::create(&path).map_err(|e| Error::file(&path, e))?;
     let mut w = std::io::BufWriter::new(f);
+    let empty = Responses::default();
     for (i, doc) in docs.iter().enumerate() {
-        let empty = Vec::new();
-        let l = lls.get(i).unwrap_or(&empty);
-        let gen = generations.get(i).cloned().flatten();
+        let resp = responses.get(i).unwrap_or(&empty);
+        let l = &resp.lls;
+        let gen = resp.generation.clone();
         let mut arguments: Vec<Value> = doc
             .requests
             .iter()
@@ -328,6 +328,11 @@ pub fn write_samples_jsonl(
             resps.push(json!([gen]));
             filtered.push(json!(gen));
         }
+        if let Some(c) = &doc.chat {
+            arguments.push(json!([resp.prompt, {"max_gen_toks": c.max_new_tokens, "messages": c.doc.messages()}]));
+            resps.push(json!([gen]));
+            filtered.push(json!(gen));
+        }
         let mut line = Map::new();
         line.insert("doc_id".into(), json!(doc.id));
         line.insert("doc".into(), doc.row.clone());
@@ -336,21 +341,31 @@ pub fn write_samples_jsonl(
         line.insert("resps".into(), Value::Array(resps));
         line.insert("filtered_resps".into(), Value::Array(filtered));
         line.insert("generation".into(), json!(gen));
-        if let Some(m) = metrics.get(i) {
-            for (k, v) in m {
+        if doc.chat.is_some() {
+            line.insert(
+                "chat".into(),
+                json!({"prompt": resp.prompt, "eos_token": resp.eos_token}),
+            );
+        }
+        if let Some(sc) = scores.get(i) {
+            for (k, v) in &sc.metrics {
                 line.insert(k.clone(), json_f64(*v));
+            }
+            line.insert("answer".into(), sc.answer.clone());
+            line.insert("reason".into(), json!(sc.reason));
+            if let Some(d) = &sc.detail {
+                line.insert("judge".into(), d.clone());
             }
         }
         line.insert("doc_hash".into(), json!(doc_hash(&doc.row)));
-        line.insert(
-            "prompt_hash".into(),
-            json!(sha256_hex(
-                doc.requests
-                    .first()
-                    .map(|r| r.context.as_str())
-                    .unwrap_or("")
-            )),
-        );
+        let prompt = doc
+            .requests
+            .first()
+            .map(|r| r.context.as_str())
+            .or(doc.generation.as_ref().map(|g| g.context.as_str()))
+            .or(resp.prompt.as_deref())
+            .unwrap_or("");
+        line.insert("prompt_hash".into(), json!(sha256_hex(prompt)));
         line.insert("target_hash".into(), json!(sha256_hex(&doc.target)));
         writeln!(w, "{}", serde_json::to_string(&Value::Object(line))?)
             .map_err(|e| Error::file(&path, e))?;
@@ -359,7 +374,6 @@ pub fn write_samples_jsonl(
     Ok(path)
 }
 
-/// `samples_*.jsonl` files of a directory: for each task, the newest (by timestamp in the name).
 fn samples_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))?;
     let mut by_task: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -416,6 +430,16 @@ pub fn rescore(dir_or_samples: &Path, registry: &Registry) -> Result<Vec<TaskRes
             let id = v["doc_id"]
                 .as_u64()
                 .ok_or_else(|| bad("no doc_id".into()))? as usize;
+            let parser = v["judge"]["parser"]
+                .as_str()
+                .and_then(|p| <crate::fc::ParserMode as clap::ValueEnum>::from_str(p, true).ok());
+            let overridden;
+            let task = if parser.is_some() {
+                overridden = task.with_overrides(parser, None)?;
+                &overridden
+            } else {
+                task
+            };
             let doc = task.build_doc(id, v["doc"].clone())?;
             let filtered = v["filtered_resps"]
                 .as_array()
@@ -432,8 +456,13 @@ pub fn rescore(dir_or_samples: &Path, registry: &Registry) -> Result<Vec<TaskRes
                     })
                 })
                 .collect::<Result<_>>()?;
-            let gen = v["generation"].as_str();
-            per_doc.push(task.process_results(&doc, &lls, gen)?);
+            let resp = Responses {
+                lls,
+                generation: v["generation"].as_str().map(str::to_string),
+                prompt: v["chat"]["prompt"].as_str().map(str::to_string),
+                eos_token: v["chat"]["eos_token"].as_str().map(str::to_string),
+            };
+            per_doc.push(task.score(&doc, &resp)?.metrics);
         }
         out.push(aggregate(task, &per_doc));
     }

@@ -227,22 +227,22 @@ fn samples_roundtrip_and_rescore() {
             ]
         })
         .collect();
-    let metrics: Vec<BTreeMap<String, f64>> = docs
+    let resps: Vec<crate::doc::Responses> = lls
         .iter()
-        .zip(&lls)
-        .map(|(d, l)| t.process_results(d, l, None).unwrap())
+        .map(|l| crate::doc::Responses {
+            lls: l.clone(),
+            ..Default::default()
+        })
         .collect();
+    let scores: Vec<crate::doc::Score> = docs
+        .iter()
+        .zip(&resps)
+        .map(|(d, r)| t.score(d, r).unwrap())
+        .collect();
+    let metrics: Vec<BTreeMap<String, f64>> = scores.iter().map(|s| s.metrics.clone()).collect();
     let res = aggregate(t, &metrics);
     let dir = tempfile::tempdir().unwrap();
-    let p = write_samples_jsonl(
-        dir.path(),
-        t,
-        &docs,
-        &lls,
-        &[None, None, None, None],
-        &metrics,
-    )
-    .unwrap();
+    let p = write_samples_jsonl(dir.path(), t, &docs, &resps, &scores).unwrap();
     let line: Value =
         serde_json::from_str(std::fs::read_to_string(&p).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(
@@ -252,6 +252,8 @@ fn samples_roundtrip_and_rescore() {
     assert_eq!(line["filtered_resps"][1], serde_json::json!([-0.5, false]));
     assert_eq!(line["resps"][0], serde_json::json!([[-1.0, true]]));
     assert_eq!(line["acc"], 0.0);
+    // the extracted answer: boolq's prediction (yes = 1 is more likely for doc 0)
+    assert_eq!(line["answer"], 1);
     assert_eq!(line["target"], "0");
     assert_eq!(line["doc_hash"].as_str().unwrap().len(), 64);
     let back = rescore(dir.path(), &reg).unwrap();

@@ -1,4 +1,4 @@
-//! The builtin task files (generated list; keep in sync with tasks/*.toml).
+//! The builtin task files (generated list; keep in sync with tasks/*.toml — a test checks it).
 
 macro_rules! files {
     ($($n:literal),* $(,)?) => {
@@ -7,14 +7,6 @@ macro_rules! files {
 }
 
 pub const FILES: &[(&str, &str)] = files![
-    "arc_challenge",
-    "arc_easy",
-    "boolq",
-    "hellaswag",
-    "openbookqa",
-    "piqa",
-    "winogrande",
-    "truthfulqa_mc",
     "agieval_aqua_rat",
     "agieval_logiqa_en",
     "agieval_lsat_ar",
@@ -23,6 +15,21 @@ pub const FILES: &[(&str, &str)] = files![
     "agieval_sat_en",
     "agieval_sat_en_without_passage",
     "agieval_sat_math",
+    "arc_challenge",
+    "arc_easy",
+    "bfcl_irrelevance",
+    "bfcl_live_irrelevance",
+    "bfcl_live_multiple",
+    "bfcl_live_parallel",
+    "bfcl_live_parallel_multiple",
+    "bfcl_live_relevance",
+    "bfcl_live_simple",
+    "bfcl_multiple",
+    "bfcl_parallel",
+    "bfcl_parallel_multiple",
+    "bfcl_simple",
+    "bfcl_simple_java",
+    "bfcl_simple_javascript",
     "bigbench_causal_judgement",
     "bigbench_date_understanding",
     "bigbench_disambiguation_qa",
@@ -41,4 +48,18 @@ pub const FILES: &[(&str, &str)] = files![
     "bigbench_tracking_shuffled_objects_five_objects",
     "bigbench_tracking_shuffled_objects_seven_objects",
     "bigbench_tracking_shuffled_objects_three_objects",
+    "boolq",
+    "func_calling_eval",
+    "hellaswag",
+    "json_mode_eval",
+    "json_mode_eval_maskbench",
+    "jsonschemabench_github_easy",
+    "jsonschemabench_github_hard",
+    "jsonschemabench_github_medium",
+    "jsonschemabench_github_trivial",
+    "jsonschemabench_glaiveai2k",
+    "openbookqa",
+    "piqa",
+    "truthfulqa_mc",
+    "winogrande",
 ];

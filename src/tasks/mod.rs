@@ -2,6 +2,7 @@
 //! minijinja. What a template cannot express is a named Rust function the TOML refers to
 //! (`preprocess`, `requests`, `scorer`).
 mod builtins;
+pub mod chat;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -12,9 +13,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::data::{DataSource, DatasetRef};
-use crate::doc::{Doc, GenRequest, Loglik, LoglikRequest};
+use crate::doc::{Doc, GenRequest, Loglik, LoglikRequest, Responses, Score};
 use crate::error::{Error, Result};
-use crate::{metrics, pystr};
+use crate::metrics;
+use crate::py::text as pystr;
 
 /// The builtin task files, embedded in the binary (name, TOML source).
 pub const BUILTIN_TASK_FILES: &[(&str, &str)] = builtins::FILES;
@@ -34,14 +36,17 @@ pub struct TaskDef {
     /// Named row transformation applied before the templates (`hellaswag`).
     #[serde(default)]
     pub preprocess: Option<String>,
-    /// Template of the context.
+    /// Template of the context (multiple-choice tasks).
+    #[serde(default)]
     pub context: String,
     /// Expression giving the list of choice strings.
+    #[serde(default)]
     pub choices: String,
     /// Template of one continuation; `choice` is the choice string.
     #[serde(default = "default_continuation")]
     pub continuation: String,
     /// Expression giving the gold index (or list of indices).
+    #[serde(default)]
     pub gold: String,
     /// Expression giving the samples `target`; default: the first gold index.
     #[serde(default)]
@@ -58,6 +63,14 @@ pub struct TaskDef {
     /// Optional greedy-generation request (BigBench exact_str_match).
     #[serde(default)]
     pub generation: Option<GenerationDef>,
+    /// Named document builder of a chat task (`nous_fc`, `bfcl`, `nous_json`,
+    /// `maskbench_json`, `jsonschemabench`): its rows become chat documents rendered through
+    /// the model's chat template.
+    #[serde(default)]
+    pub docs: Option<String>,
+    /// Settings of a chat task.
+    #[serde(default)]
+    pub chat: Option<ChatDef>,
     /// Expected number of documents (for the listing).
     #[serde(default)]
     pub n: Option<usize>,
@@ -78,6 +91,34 @@ pub struct GenerationDef {
     pub max_chars: Option<usize>,
 }
 
+/// Settings of a chat (generative) task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatDef {
+    #[serde(default = "default_chat_tokens")]
+    pub max_new_tokens: usize,
+    /// Tool-call parser: `xml` (the card's) or `regex` (the evaluator's later one).
+    #[serde(default)]
+    pub parser: crate::fc::ParserMode,
+    /// Key order of the FunctionCall schema in the system prompt (`V1` pydantic v1, `V2`).
+    #[serde(default)]
+    pub schema_order: crate::fc::SchemaOrder,
+}
+
+fn default_chat_tokens() -> usize {
+    512
+}
+
+impl Default for ChatDef {
+    fn default() -> Self {
+        ChatDef {
+            max_new_tokens: default_chat_tokens(),
+            parser: Default::default(),
+            schema_order: Default::default(),
+        }
+    }
+}
+
 fn default_continuation() -> String {
     " {{ choice }}".into()
 }
@@ -90,7 +131,14 @@ fn default_scorer() -> String {
 
 const PREPROCESSORS: &[&str] = &["hellaswag"];
 const REQUEST_BUILDERS: &[&str] = &["multiple_choice", "winogrande_partial", "truthfulqa_mc"];
-const SCORERS: &[&str] = &["multiple_choice", "boolq", "truthfulqa_mc", "bigbench_mcg"];
+const SCORERS: &[&str] = &[
+    "multiple_choice",
+    "boolq",
+    "truthfulqa_mc",
+    "bigbench_mcg",
+    "tool_call",
+    "json",
+];
 
 /// A loaded, validated task.
 #[derive(Debug)]
@@ -131,8 +179,8 @@ fn env_for(def: &TaskDef) -> std::result::Result<Environment<'static>, String> {
             .map_err(|e| format!("generation template: {e}"))?;
     }
     for (what, e) in [
-        ("choices", Some(&def.choices)),
-        ("gold", Some(&def.gold)),
+        ("choices", Some(&def.choices).filter(|c| !c.is_empty())),
+        ("gold", Some(&def.gold).filter(|g| !g.is_empty())),
         ("target", def.target.as_ref()),
     ] {
         if let Some(e) = e {
@@ -181,6 +229,8 @@ impl Task {
             "multiple_choice" => &["acc", "acc_norm"],
             "boolq" => &["acc"],
             "truthfulqa_mc" => &["mc1", "mc2"],
+            "tool_call" => &["acc", "ast_acc"],
+            "json" => &["acc", "schema_compliance"],
             _ => &["multiple_choice_grade", "exact_str_match"],
         };
         for m in &def.metrics {
@@ -191,6 +241,50 @@ impl Task {
                     known.join(", ")
                 )));
             }
+        }
+        let chat_scorer = matches!(def.scorer.as_str(), "tool_call" | "json");
+        match (&def.docs, chat_scorer) {
+            (Some(b), true) => {
+                if !chat::BUILDERS.contains(&b.as_str()) {
+                    return Err(bad(format!(
+                        "unknown docs `{b}` (known: {})",
+                        chat::BUILDERS.join(", ")
+                    )));
+                }
+                if chat::scorer_of(b) != def.scorer {
+                    return Err(bad(format!(
+                        "docs `{b}` are scored by `{}`, not `{}`",
+                        chat::scorer_of(b),
+                        def.scorer
+                    )));
+                }
+            }
+            (None, true) => {
+                return Err(bad(format!(
+                    "scorer `{}` needs a chat document builder (`docs = ...`)",
+                    def.scorer
+                )))
+            }
+            (Some(b), false) => {
+                return Err(bad(format!(
+                    "docs `{b}` build chat documents: use scorer `{}`",
+                    chat::scorer_of(b)
+                )))
+            }
+            (None, false) => {
+                for (what, v) in [
+                    ("context", &def.context),
+                    ("choices", &def.choices),
+                    ("gold", &def.gold),
+                ] {
+                    if v.is_empty() {
+                        return Err(bad(format!("missing `{what}`")));
+                    }
+                }
+            }
+        }
+        if def.metrics.is_empty() {
+            return Err(bad("no metrics".into()));
         }
         if def.metrics.iter().any(|m| m == "exact_str_match") && def.generation.is_none() {
             return Err(bad(
@@ -208,6 +302,30 @@ impl Task {
     }
 
     /// Metric names in table order.
+    /// This task with its chat judge settings overridden (`--parser`, `--schema-order`); the
+    /// same task when nothing is overridden or it is not a chat task.
+    pub fn with_overrides(
+        &self,
+        parser: Option<crate::fc::ParserMode>,
+        schema_order: Option<crate::fc::SchemaOrder>,
+    ) -> Result<Task> {
+        let origin = format!("task {}", self.name);
+        if self.def.docs.is_none() || (parser.is_none() && schema_order.is_none()) {
+            return Task::from_toml(&self.source, &origin);
+        }
+        let mut def = self.def.clone();
+        let mut c = def.chat.unwrap_or_default();
+        if let Some(p) = parser {
+            c.parser = p;
+        }
+        if let Some(o) = schema_order {
+            c.schema_order = o;
+        }
+        def.chat = Some(c);
+        let src = toml::to_string(&def).map_err(|e| Error::task(&self.name, one_line(e)))?;
+        Task::from_toml(&src, &origin)
+    }
+
     pub fn metric_names(&self) -> Vec<String> {
         self.def.metrics.clone()
     }
@@ -224,6 +342,14 @@ impl Task {
 
     /// The first `limit` documents in dataset order.
     pub fn load_docs(&self, data: &DataSource, limit: Option<usize>) -> Result<Vec<Doc>> {
+        if let Some(b) = &self.def.docs {
+            let rows = chat::load_rows(b, &self.def.dataset, data, limit)?;
+            return rows
+                .into_iter()
+                .enumerate()
+                .map(|(id, row)| self.build_doc(id, row))
+                .collect();
+        }
         let mut rows = data.rows(&self.def.dataset, &self.def.columns)?;
         if let Some(l) = limit {
             rows.truncate(l);
@@ -236,6 +362,11 @@ impl Task {
 
     /// Turn one dataset row into a `Doc` (requests rendered as strings).
     pub fn build_doc(&self, id: usize, row: Value) -> Result<Doc> {
+        if let Some(b) = &self.def.docs {
+            let def = self.def.chat.clone().unwrap_or_else(ChatDef::default);
+            return chat::build_doc(b, id, row, &def, &self.def.dataset)
+                .map_err(|m| Error::task(&self.name, format!("doc {id}: {}", one_line(m))));
+        }
         let err = |m: String| Error::task(&self.name, format!("doc {id}: {}", one_line(m)));
         let row = match self.def.preprocess.as_deref() {
             Some("hellaswag") => preprocess_hellaswag(row).map_err(err)?,
@@ -360,11 +491,49 @@ impl Task {
             gold,
             requests,
             generation,
+            chat: None,
             target,
         })
     }
 
     /// Per-document metrics from the log-likelihoods (in request order) and the generation.
+    /// Score one document from its responses (every scorer returns a [`Score`]).
+    pub fn score(&self, doc: &Doc, resp: &Responses) -> Result<Score> {
+        if let Some(c) = &doc.chat {
+            let def = self.def.chat.clone().unwrap_or_else(ChatDef::default);
+            return Ok(chat::score(&self.def.metrics, &def, c, resp));
+        }
+        let metrics = self.process_results(doc, &resp.lls, resp.generation.as_deref())?;
+        let ll: Vec<f64> = resp.lls.iter().map(|l| l.logprob).collect();
+        let answer = match self.def.scorer.as_str() {
+            "boolq" => serde_json::json!(if ll[1] > ll[0] { 1 } else { 0 }),
+            "truthfulqa_mc" => {
+                let n1 = doc.row["mc1_targets"]["choices"]
+                    .as_array()
+                    .map_or(ll.len(), |a| a.len().min(ll.len()));
+                serde_json::json!(metrics::argmax(&ll[..n1]))
+            }
+            "bigbench_mcg" => {
+                let pred = metrics::bigbench_argmax(&ll);
+                match (&self.def.generation, resp.generation.as_deref()) {
+                    (Some(g), Some(gen)) => serde_json::json!({
+                        "choice": pred,
+                        "generation": pystr::first_sentence_run(pystr::prefix_chars(gen, g.max_chars.unwrap_or(usize::MAX))).unwrap_or(""),
+                    }),
+                    _ => serde_json::json!(pred),
+                }
+            }
+            _ => serde_json::json!(metrics::argmax(&ll)),
+        };
+        Ok(Score {
+            metrics,
+            answer,
+            reason: None,
+            detail: None,
+        })
+    }
+
+    /// The metrics of a log-likelihood document (multiple choice, BigBench exact match).
     pub fn process_results(
         &self,
         doc: &Doc,
@@ -378,6 +547,9 @@ impl Task {
                 lls.len(),
                 doc.requests.len()
             )));
+        }
+        if lls.is_empty() {
+            return Err(err("no log-likelihood requests".into()));
         }
         let ll: Vec<f64> = lls.iter().map(|l| l.logprob).collect();
         let mut all = BTreeMap::new();
@@ -599,8 +771,8 @@ impl Registry {
             return Err(e);
         }
         let mut tasks = BTreeMap::new();
-        for (origin, src) in files {
-            let t = Task::from_toml(src, origin)?;
+        for (origin, src) in resolve_includes(files) {
+            let t = Task::from_toml(&src?, &origin)?;
             tasks.insert(t.name.clone(), t);
         }
         let suites = match suites {
@@ -753,19 +925,32 @@ impl Registry {
     }
 }
 
+/// `*` / `?` wildcard match in O(len(pat) × len(name)) at worst (the classic greedy matcher
+/// that backtracks only to the last `*`), so no pattern can make it exponential.
 fn glob_match(pat: &str, name: &str) -> bool {
-    fn rec(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| rec(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && rec(&p[1..], &n[1..]),
-            Some(c) => n.first() == Some(c) && rec(&p[1..], &n[1..]),
+    let p: Vec<char> = pat.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
         }
     }
-    rec(
-        &pat.chars().collect::<Vec<_>>(),
-        &name.chars().collect::<Vec<_>>(),
-    )
+    while i < p.len() && p[i] == '*' {
+        i += 1;
+    }
+    i == p.len()
 }
 
 fn parse_suites(src: &str, origin: &str) -> Result<Vec<Suite>> {
@@ -798,11 +983,84 @@ fn read_dir_sources(dir: &Path) -> Result<Sources> {
     Ok((files, suites))
 }
 
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Resolve `include = "<task>"` (as lm-eval's yaml `include`): the named task file's settings,
+/// overridden key by key (tables merged) by the including file. Returns each file's source with
+/// its includes applied, or the error of that file.
+fn resolve_includes(files: &[(String, String)]) -> Vec<(String, Result<String>)> {
+    let tables: Vec<std::result::Result<toml::Table, String>> = files
+        .iter()
+        .map(|(_, src)| toml::from_str::<toml::Table>(src).map_err(one_line))
+        .collect();
+    let by_name: BTreeMap<String, usize> = tables
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| Some((t.as_ref().ok()?.get("name")?.as_str()?.to_string(), i)))
+        .collect();
+    let resolve = |i: usize| -> Result<String> {
+        let origin = &files[i].0;
+        let mut chain = vec![i];
+        let mut layers = vec![];
+        let mut cur = i;
+        loop {
+            let t = tables[cur]
+                .clone()
+                .map_err(|e| Error::file(&files[cur].0, e))?;
+            let inc = t.get("include").cloned();
+            layers.push(t);
+            let Some(inc) = inc else { break };
+            let name = inc
+                .as_str()
+                .ok_or_else(|| Error::file(origin, "`include` must name a task"))?;
+            cur = *by_name
+                .get(name)
+                .ok_or_else(|| Error::file(origin, format!("includes unknown task `{name}`")))?;
+            if chain.contains(&cur) || chain.len() > 8 {
+                return Err(Error::file(
+                    origin,
+                    format!("include cycle through `{name}`"),
+                ));
+            }
+            chain.push(cur);
+        }
+        if layers.len() == 1 {
+            return Ok(files[i].1.clone());
+        }
+        let mut merged = layers.pop().unwrap_or_default();
+        while let Some(over) = layers.pop() {
+            merge_tables(&mut merged, over);
+        }
+        merged.remove("include");
+        toml::to_string(&merged).map_err(|e| Error::file(origin, one_line(e)))
+    };
+    (0..files.len())
+        .map(|i| (files[i].0.clone(), resolve(i)))
+        .collect()
+}
+
 /// Check every task file and the suites; returns all errors (empty = valid).
 fn validate_sources(files: &[(String, String)], suites: Option<&(String, String)>) -> Vec<Error> {
     let mut errors = Vec::new();
     let mut names = BTreeMap::new();
-    for (origin, src) in files {
+    let resolved = resolve_includes(files);
+    let mut ok = vec![];
+    for (origin, src) in resolved {
+        match src {
+            Ok(s) => ok.push((origin, s)),
+            Err(e) => errors.push(e),
+        }
+    }
+    for (origin, src) in &ok {
         match Task::from_toml(src, origin) {
             Ok(t) => {
                 if let Some(prev) = names.insert(t.name.clone(), origin.clone()) {

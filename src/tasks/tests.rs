@@ -216,7 +216,11 @@ fn boolq_tie_predicts_no() {
 fn builtin_registry_is_valid() {
     assert_eq!(validate(None).unwrap(), Vec::<String>::new());
     let reg = Registry::builtin().unwrap();
-    assert_eq!(reg.tasks().count(), 34);
+    // 34 log-likelihood tasks of the four card suites + 21 chat tasks (function calling, BFCL,
+    // JSON mode, JSONSchemaBench)
+    assert_eq!(reg.tasks().count(), 55);
+    assert_eq!(reg.resolve(Some("fc"), &[]).unwrap().len(), 2);
+    assert_eq!(reg.resolve(Some("bfcl"), &[]).unwrap().len(), 13);
     let g = reg.resolve(Some("gpt4all"), &[]).unwrap();
     let names: Vec<&str> = g.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -239,7 +243,7 @@ fn builtin_registry_is_valid() {
     assert!(listing.contains("byte-identical to logical_deduction_three_objects"));
     // from_dir on the source tree gives the same tasks.
     let dir = Registry::from_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tasks"))).unwrap();
-    assert_eq!(dir.tasks().count(), 34);
+    assert_eq!(dir.tasks().count(), 55);
     assert_eq!(
         dir.task("boolq").unwrap().hash(),
         reg.task("boolq").unwrap().hash()
@@ -317,7 +321,10 @@ fn bigbench_worked_examples() {
             .remove(0)
     };
     let split = |d: &Doc, i: usize| {
-        crate::pystr::split_trailing_whitespace(&d.requests[i].context, &d.requests[i].continuation)
+        crate::py::text::split_trailing_whitespace(
+            &d.requests[i].context,
+            &d.requests[i].continuation,
+        )
     };
     let d = first("bigbench_date_understanding");
     let (c, k) = split(&d, 0);
@@ -340,7 +347,7 @@ fn bigbench_worked_examples() {
         d.requests
             .iter()
             .any(
-                |r| crate::pystr::split_trailing_whitespace(&r.context, &r.continuation).1
+                |r| crate::py::text::split_trailing_whitespace(&r.context, &r.continuation).1
                     == " \nModifiers or Adjectives"
             ),
         "{k:?}"
@@ -394,4 +401,89 @@ fn bigbench_worked_examples() {
         .load_docs(&data, None)
         .unwrap();
     assert!(a.iter().zip(&b).all(|(x, y)| x.requests == y.requests));
+}
+
+#[test]
+fn every_task_file_is_built_in() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tasks"));
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".toml")
+                .filter(|s| *s != "suites")
+                .map(str::to_string)
+        })
+        .collect();
+    on_disk.sort();
+    let mut built: Vec<String> = BUILTIN_TASK_FILES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    built.sort();
+    assert_eq!(built, on_disk, "src/tasks/builtins.rs is out of date");
+}
+
+#[test]
+fn include_takes_the_other_task_and_overrides_key_by_key() {
+    let files = vec![
+        (
+            "a.toml".to_string(),
+            BUILTIN_TASK_FILES
+                .iter()
+                .find(|(n, _)| *n == "arc_easy")
+                .unwrap()
+                .1
+                .to_string(),
+        ),
+        (
+            "b.toml".to_string(),
+            "include = \"arc_easy\"\nname = \"arc_x\"\ndataset = { config = \"ARC-Challenge\" }\n"
+                .to_string(),
+        ),
+    ];
+    let reg = Registry::from_sources(&files, None).unwrap();
+    let t = reg.task("arc_x").unwrap();
+    assert_eq!(t.def.dataset.path, "allenai/ai2_arc");
+    assert_eq!(t.def.dataset.config, "ARC-Challenge");
+    assert_eq!(t.def.dataset.split, "test");
+    assert_eq!(t.def.context, reg.task("arc_easy").unwrap().def.context);
+    // an include of an unknown task, or a cycle, is a one-line error
+    let bad = vec![(
+        "c.toml".to_string(),
+        "include = \"nope\"\nname = \"c\"\n".to_string(),
+    )];
+    let e = Registry::from_sources(&bad, None).unwrap_err().to_string();
+    assert!(e.contains("unknown task `nope`"), "{e}");
+    let cyc = vec![
+        (
+            "x.toml".to_string(),
+            "include = \"y\"\nname = \"x\"\n".to_string(),
+        ),
+        (
+            "y.toml".to_string(),
+            "include = \"x\"\nname = \"y\"\n".to_string(),
+        ),
+    ];
+    let e = Registry::from_sources(&cyc, None).unwrap_err().to_string();
+    assert!(e.contains("include cycle"), "{e}");
+    // the shipped BFCL and JSONSchemaBench variants are includes
+    let reg = Registry::builtin().unwrap();
+    let p = reg.task("bfcl_parallel").unwrap();
+    assert_eq!(p.def.dataset.config, "parallel");
+    assert_eq!(p.def.scorer, "tool_call");
+    assert_eq!(p.def.metrics, ["ast_acc"]);
+}
+
+#[test]
+fn glob_is_linear_not_exponential() {
+    assert!(glob_match("agieval_*", "agieval_sat_en"));
+    assert!(glob_match("*sat*", "agieval_sat_en"));
+    assert!(glob_match("a?c", "abc"));
+    assert!(!glob_match("a?c", "ac"));
+    assert!(glob_match("*", ""));
+    assert!(!glob_match("*x", "abc"));
+    let evil = format!("{}X", "*?".repeat(40));
+    // exponential backtracking would not return from this
+    assert!(!glob_match(&evil, &"a".repeat(200)));
 }
