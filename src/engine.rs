@@ -83,6 +83,7 @@ impl RequestCache {
                             Loglik {
                                 logprob: lp,
                                 is_greedy: g,
+                                logprob_f64: None,
                             },
                         );
                     }
@@ -176,8 +177,8 @@ impl RequestCache {
 
 fn fingerprint_identity(f: &serde_json::Value) -> String {
     format!(
-        "{}|{}|{}|{}",
-        f["sha256"], f["compute"], f["tokenizer"], f["format"]
+        "{}|{}|{}|{}|{}",
+        f["sha256"], f["compute"], f["tokenizer"], f["format"], f["loglik_sum"]
     )
 }
 

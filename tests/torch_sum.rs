@@ -5,8 +5,7 @@
 //! rebuild from the same integer generator).
 mod common;
 use hermes_eval::model::torch_sum::{
-    loglik, loglik_lanes, sleef_expf, sleef_logf, torch_sum_f32, torch_sum_lanes, LogSoftmax,
-    LANES,
+    loglik, loglik_lanes, sleef_expf, sleef_logf, torch_sum_f32, torch_sum_lanes, LogSoftmax, LANES,
 };
 
 const VOCAB: usize = 49152;
@@ -45,9 +44,12 @@ fn logit_row(rng: &mut SplitMix64) -> Vec<f32> {
         .collect();
     for _ in 0..6 {
         let u = rng.next();
-        a[((u >> 32) % VOCAB as u64) as usize] += (1 << 21) + ((u & 0xFFFF_FFFF) % (1 << 23)) as i64;
+        a[((u >> 32) % VOCAB as u64) as usize] +=
+            (1 << 21) + ((u & 0xFFFF_FFFF) % (1 << 23)) as i64;
     }
-    a.iter().map(|&x| (x as f64 * 2f64.powi(-19)) as f32).collect()
+    a.iter()
+        .map(|&x| (x as f64 * 2f64.powi(-19)) as f32)
+        .collect()
 }
 
 fn targets(rng: &mut SplitMix64, n: usize) -> Vec<u32> {
@@ -113,18 +115,32 @@ fn sum_follows_torch_cascade_on_every_length_up_to_2048() {
     for n in 1..=2048 {
         let x = logprob_like(&mut SplitMix64(n as u64), n);
         let got = torch_sum_f32(&x);
-        assert_eq!(got.to_bits(), cascade_reference(&x, 16).to_bits(), "n = {n}");
+        assert_eq!(
+            got.to_bits(),
+            cascade_reference(&x, 16).to_bits(),
+            "n = {n}"
+        );
         // AVX2's 8 lanes: same cascade, other grouping.
         let got8 = torch_sum_lanes::<8>(&x);
-        assert_eq!(got8.to_bits(), cascade_reference(&x, 8).to_bits(), "n = {n}, 8 lanes");
+        assert_eq!(
+            got8.to_bits(),
+            cascade_reference(&x, 8).to_bits(),
+            "n = {n}, 8 lanes"
+        );
         let seq: f32 = x.iter().fold(0.0, |a, &v| a + v);
         let f64: f64 = x.iter().map(|&v| v as f64).sum();
         differs_seq += (seq != got) as usize;
         differs_f64 += (f64 != got as f64) as usize;
     }
     // The order matters: a plain running sum or an f64 sum would not pass the checks above.
-    assert!(differs_seq > 1000, "{differs_seq} lengths differ from a running sum");
-    assert!(differs_f64 > 1500, "{differs_f64} lengths differ from the f64 sum");
+    assert!(
+        differs_seq > 1000,
+        "{differs_seq} lengths differ from a running sum"
+    );
+    assert!(
+        differs_f64 > 1500,
+        "{differs_f64} lengths differ from the f64 sum"
+    );
 }
 
 fn fixture() -> serde_json::Value {
@@ -142,10 +158,17 @@ fn sum_equals_torch() {
         let n = c["len"].as_u64().unwrap() as usize;
         let x = logprob_like(&mut SplitMix64(c["seed"].as_u64().unwrap()), n);
         let want = c["sum"].as_f64().unwrap() as f32;
-        assert_eq!(torch_sum_lanes::<8>(&x).to_bits(), want.to_bits(), "n = {n}");
+        assert_eq!(
+            torch_sum_lanes::<8>(&x).to_bits(),
+            want.to_bits(),
+            "n = {n}"
+        );
         differs_seq += (x.iter().fold(0f32, |a, &v| a + v) != want) as usize;
     }
-    assert!(differs_seq > 10, "only {differs_seq} fixture sums tell the order apart");
+    assert!(
+        differs_seq > 10,
+        "only {differs_seq} fixture sums tell the order apart"
+    );
 }
 
 #[test]
@@ -202,7 +225,10 @@ fn log_sum_equals_torch() {
         // The same sum through a correctly rounded log.
         differs_ln += (((ls.sum as f64).ln() as f32) != w) as usize;
     }
-    assert!(differs_ln > 0, "no row tells SLEEF's log from a correctly rounded one");
+    assert!(
+        differs_ln > 0,
+        "no row tells SLEEF's log from a correctly rounded one"
+    );
 }
 
 /// lm-evaluation-harness's whole computation (log_softmax, gather, sum, float) on logit rows.
@@ -220,7 +246,10 @@ fn continuation_loglik_equals_torch() {
         let f64 = l.logprob_f64.unwrap();
         // float32's accumulation of 6144 exponentials per lane loses the smallest ones: the f64
         // sum is lower, by ~1e-5 a token on these flat rows.
-        assert!((f64 - want).abs() < 2e-5 * n as f64, "{n} tokens: {f64} vs {want}");
+        assert!(
+            (f64 - want).abs() < 2e-5 * n as f64,
+            "{n} tokens: {f64} vs {want}"
+        );
         assert!(!l.is_greedy);
     }
 }
@@ -259,7 +288,12 @@ fn sleef_exp_and_log_are_within_one_ulp() {
         let y = f32::from_bits(((u >> 8) as u32 % (0x7f7f_ffff - 0x0080_0000)) + 0x0080_0000);
         worst.1 = worst.1.max(ulps(sleef_logf(y), (y as f64).ln()));
     }
-    assert!(worst.0 < 1.0 && worst.1 < 1.0, "worst ulps exp {} log {}", worst.0, worst.1);
+    assert!(
+        worst.0 < 1.0 && worst.1 < 1.0,
+        "worst ulps exp {} log {}",
+        worst.0,
+        worst.1
+    );
     assert_eq!(sleef_expf(0.0), 1.0);
     assert_eq!(sleef_expf(-105.0), 0.0);
     assert_eq!(sleef_expf(f32::NEG_INFINITY), 0.0);

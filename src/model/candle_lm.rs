@@ -2,6 +2,7 @@
 //! continuations, and greedy generation.
 use super::llama::{logprob_at, KvCache, Llama};
 use super::load::{load, LoadOptions, Loaded};
+use super::torch_sum;
 use super::{GenOptions, LanguageModel, TokenRequest};
 use crate::doc::Loglik;
 use crate::error::{Error, Result};
@@ -156,16 +157,24 @@ impl LanguageModel for CandleLm {
             let mut at = 0;
             for &i in batch {
                 let r = &reqs[i];
+                let rows = &logits[at..at + r.targets.len()];
+                at += r.targets.len();
+                if !self.llama.llamacpp_arith {
+                    // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3).
+                    out[i] = Some(torch_sum::loglik(rows, &r.targets));
+                    continue;
+                }
+                // llama.cpp's arithmetic: its sums are double precision.
                 let (mut lp, mut greedy) = (0f64, true);
-                for &t in &r.targets {
-                    let (l, g) = logprob_at(&logits[at], t as usize);
+                for (row, &t) in rows.iter().zip(&r.targets) {
+                    let (l, g) = logprob_at(row, t as usize);
                     lp += l;
                     greedy &= g;
-                    at += 1;
                 }
                 out[i] = Some(Loglik {
                     logprob: lp,
                     is_greedy: greedy,
+                    logprob_f64: Some(lp),
                 });
             }
         }

@@ -52,3 +52,4 @@ pub mod llama;
 pub mod load;
 pub mod qmatmul;
 pub mod tokenizer;
+pub mod torch_sum;

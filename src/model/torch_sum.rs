@@ -201,7 +201,11 @@ pub fn sleef_logf(d: f32) -> f32 {
         return f32::INFINITY;
     }
     let tiny = d < f32::MIN_POSITIVE;
-    let d = if tiny { d * (4294967296.0 * 4294967296.0) } else { d };
+    let d = if tiny {
+        d * (4294967296.0 * 4294967296.0)
+    } else {
+        d
+    };
     let mut e = ilogb2k(d * (1.0f32 / 0.75f32));
     let m = ldexp3(d, -e);
     if tiny {
