@@ -82,6 +82,10 @@ pub struct Loglik {
     pub logprob: f64,
     /// Whether every continuation token was the argmax.
     pub is_greedy: bool,
+    /// The same sum in f64 arithmetic throughout, where the backend has it (the candle backends,
+    /// whose `logprob` is torch's float32 sum: see `model::torch_sum`). Metrics use `logprob`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob_f64: Option<f64>,
 }
 
 /// What the model produced for one document: log-likelihoods of its requests and the decoded

@@ -91,6 +91,7 @@ impl RequestCache {
                             Loglik {
                                 logprob: lp,
                                 is_greedy: g,
+                                logprob_f64: v["lp64"].as_f64(),
                             },
                         );
                     }
@@ -140,7 +141,7 @@ impl RequestCache {
             writeln!(
                 f,
                 "{}",
-                serde_json::json!({"k": k, "lp": l.logprob, "g": l.is_greedy})
+                serde_json::json!({"k": k, "lp": l.logprob, "g": l.is_greedy, "lp64": l.logprob_f64})
             )?;
         }
         self.map.insert(k, l);

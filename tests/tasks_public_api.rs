@@ -31,6 +31,7 @@ fn tasks_load_score_report_rescore() {
                     .map(|i| Loglik {
                         logprob: -1.0 - i as f64,
                         is_greedy: i == 0,
+                        logprob_f64: None,
                     })
                     .collect()
             })

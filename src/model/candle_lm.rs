@@ -2,6 +2,7 @@
 //! continuations, and greedy generation.
 use super::llama::{logprob_at, KvCache, Llama};
 use super::load::{load, LoadOptions, Loaded, QuantMode};
+use super::torch_sum;
 use super::{GenOptions, GenPrompt, LanguageModel, ModelIdentity, OpenOptions, TokenRequest};
 use crate::chat::ChatTemplate;
 use crate::doc::Loglik;
@@ -59,7 +60,11 @@ impl CandleLm {
             backend: "candle".into(),
             format: fingerprint["format"].as_str().unwrap_or("").to_string(),
             weights_sha256,
-            compute: fingerprint["compute"].as_str().unwrap_or("").to_string(),
+            compute: format!(
+                "{}; {}",
+                fingerprint["compute"].as_str().unwrap_or(""),
+                fingerprint["loglik_sum"].as_str().unwrap_or("")
+            ),
             tokenizer_sha256: super::tokenizer_sha256(&tokenizer),
         };
         Ok(Self {
@@ -130,16 +135,24 @@ impl CandleLm {
         let mut at = 0;
         let mut out = Vec::with_capacity(reqs.len());
         for r in reqs {
+            let rows = &logits[at..at + r.targets.len()];
+            at += r.targets.len();
+            if !self.llama.llamacpp_arith {
+                // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3).
+                out.push(torch_sum::loglik(rows, &r.targets));
+                continue;
+            }
+            // llama.cpp's arithmetic: its sums are double precision.
             let (mut lp, mut greedy) = (0f64, true);
-            for &t in &r.targets {
-                let (l, g) = logprob_at(&logits[at], t as usize);
+            for (row, &t) in rows.iter().zip(&r.targets) {
+                let (l, g) = logprob_at(row, t as usize);
                 lp += l;
                 greedy &= g;
-                at += 1;
             }
             out.push(Loglik {
                 logprob: lp,
                 is_greedy: greedy,
+                logprob_f64: Some(lp),
             });
         }
         Ok(out)

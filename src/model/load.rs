@@ -13,6 +13,12 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// The fingerprint's `loglik_sum`: how a continuation's log-probabilities are summed (part of
+/// the request cache's key, so a change of summation never reuses old numbers).
+pub const LOGLIK_SUM_TORCH: &str =
+    "torch float32 log_softmax and sum (lm-evaluation-harness on CPU)";
+pub const LOGLIK_SUM_F64: &str = "f64 log_softmax and sum (llama.cpp)";
+
 /// How quantized GGUF weights are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantMode {
@@ -358,6 +364,7 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
             QuantMode::Dequantize => "weights dequantized to f32",
         },
         "tokenizer": if opts.tokenizer.is_some() { "tokenizer.json (--tokenizer)" } else { "GGUF metadata" },
+        "loglik_sum": if opts.quant_mode == QuantMode::Native && lm_is_quantized { LOGLIK_SUM_F64 } else { LOGLIK_SUM_TORCH },
     });
     Ok(Loaded {
         llama: Llama {
@@ -480,6 +487,7 @@ fn load_hf(
         "eos_token_ids": cfg.eos_token_ids,
         "compute": format!("{:?}", opts.dtype).to_lowercase(),
         "tokenizer": "tokenizer.json",
+        "loglik_sum": LOGLIK_SUM_TORCH,
     });
     let name = if Path::new(model_ref).exists() {
         model_name(dir)

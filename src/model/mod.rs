@@ -149,3 +149,4 @@ pub mod load;
 pub mod qmatmul;
 pub mod scripted;
 pub mod tokenizer;
+pub mod torch_sum;

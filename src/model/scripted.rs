@@ -157,6 +157,7 @@ impl LanguageModel for ScriptedLm {
                 Loglik {
                     logprob: -((h % 10_000) as f64) / 1000.0 - r.continuation.len() as f64,
                     is_greedy: h % 7 == 0,
+                    logprob_f64: None,
                 }
             })
             .collect())

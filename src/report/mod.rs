@@ -347,6 +347,11 @@ pub fn write_samples_jsonl(
                 json!({"prompt": resp.prompt, "eos_token": resp.eos_token}),
             );
         }
+        if l.iter().any(|x| x.logprob_f64.is_some()) {
+            // The f64 sums beside lm-eval's float32 ones (`resps`), one per request.
+            let f64s: Vec<Option<f64>> = l.iter().map(|x| x.logprob_f64).collect();
+            line.insert("loglik_f64".into(), json!(f64s));
+        }
         if let Some(sc) = scores.get(i) {
             for (k, v) in &sc.metrics {
                 line.insert(k.clone(), json_f64(*v));
@@ -447,12 +452,14 @@ pub fn rescore(dir_or_samples: &Path, registry: &Registry) -> Result<Vec<TaskRes
             let lls: Vec<Loglik> = filtered
                 .iter()
                 .take(doc.requests.len())
-                .map(|r| {
+                .enumerate()
+                .map(|(j, r)| {
                     Ok(Loglik {
                         logprob: r[0]
                             .as_f64()
                             .ok_or_else(|| bad("bad log-likelihood".into()))?,
                         is_greedy: r[1].as_bool().unwrap_or(false),
+                        logprob_f64: v["loglik_f64"][j].as_f64(),
                     })
                 })
                 .collect::<Result<_>>()?;

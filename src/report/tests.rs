@@ -219,10 +219,13 @@ fn samples_roundtrip_and_rescore() {
                 Loglik {
                     logprob: -1.0,
                     is_greedy: true,
+                    // Would flip the metric if the metrics used it.
+                    logprob_f64: Some(-3.0),
                 },
                 Loglik {
                     logprob: if i < 2 { -0.5 } else { -2.0 },
                     is_greedy: false,
+                    logprob_f64: Some(-0.25),
                 },
             ]
         })
@@ -251,6 +254,7 @@ fn samples_roundtrip_and_rescore() {
     );
     assert_eq!(line["filtered_resps"][1], serde_json::json!([-0.5, false]));
     assert_eq!(line["resps"][0], serde_json::json!([[-1.0, true]]));
+    assert_eq!(line["loglik_f64"], serde_json::json!([-3.0, -0.25]));
     assert_eq!(line["acc"], 0.0);
     // the extracted answer: boolq's prediction (yes = 1 is more likely for doc 0)
     assert_eq!(line["answer"], 1);

@@ -49,6 +49,7 @@ fn ref_lls(r: &Value) -> Vec<Loglik> {
         .map(|q| Loglik {
             logprob: q["loglik"].as_f64().unwrap(),
             is_greedy: q["is_greedy"].as_bool().unwrap(),
+            logprob_f64: None,
         })
         .collect()
 }
@@ -195,10 +196,12 @@ fn boolq_tie_predicts_no() {
             Loglik {
                 logprob: a,
                 is_greedy: false,
+                logprob_f64: None,
             },
             Loglik {
                 logprob: b,
                 is_greedy: false,
+                logprob_f64: None,
             },
         ]
     };
@@ -375,6 +378,7 @@ fn bigbench_worked_examples() {
         .map(|i| Loglik {
             logprob: -(i as f64) - 1.0,
             is_greedy: false,
+            logprob_f64: None,
         })
         .collect();
     let m = t
