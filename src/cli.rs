@@ -1,5 +1,5 @@
 //! Command-line interface: parse (clap), validate, dispatch. Errors surface as `anyhow` chains.
-use crate::data::DataSource;
+use crate::data::{DataSource, DocSelection};
 use crate::engine::{evaluate, RequestCache};
 use crate::error::Error;
 use crate::model::candle_lm::CandleLm;
@@ -113,9 +113,13 @@ struct RunArgs {
     /// Comma-separated task names (globs allowed).
     #[arg(long, value_delimiter = ',')]
     tasks: Vec<String>,
-    /// Only the first N documents of each task, in dataset order.
+    /// Only the first N documents of each task, in --doc-order.
     #[arg(long)]
     limit: Option<usize>,
+    /// Document order before --limit: `dataset`, or `harness` (the card harness's
+    /// random.Random(42) shuffle, so --limit N picks the harness's --limit N documents).
+    #[arg(long, default_value = "dataset", value_name = "dataset|harness")]
+    doc_order: crate::data::DocOrder,
     /// Continuation rows per forward pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -354,7 +358,7 @@ fn run(a: RunArgs) -> Result<i32> {
     let mut all_docs = vec![];
     for t in &tasks {
         let pb = spinner(&format!("loading data for {}", t.name));
-        let docs = t.load_docs(&data, a.limit)?;
+        let docs = t.load_selected(&data, &DocSelection::new(a.doc_order, a.limit))?;
         pb.finish_and_clear();
         all_docs.push(docs);
     }
@@ -452,7 +456,7 @@ fn run_model(
     }
     if !results.is_empty() {
         let config = serde_json::json!({
-            "suite": a.suite, "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(), "limit": a.limit,
+            "suite": a.suite, "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(), "limit": a.limit, "doc_order": a.doc_order,
             "batch_size": a.batch_size, "num_fewshot": 0, "data_dir": a.data_dir,
             "hermes_eval_version": env!("CARGO_PKG_VERSION"), "elapsed_s": t0.elapsed().as_secs_f64(),
             "request_cache_hits": cache.hits,
