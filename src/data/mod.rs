@@ -212,10 +212,7 @@ impl DataSource {
 
     /// Row count of a split, from the parquet footers (no row is decoded).
     pub fn num_rows(&self, ds: &DatasetRef) -> Result<usize> {
-        self.locate(ds)?
-            .iter()
-            .map(|f| parquet::num_rows(f))
-            .sum()
+        self.locate(ds)?.iter().map(|f| parquet::num_rows(f)).sum()
     }
 
     /// The rows at `indices` (positions in the split, files in name order), in the order given.
@@ -249,7 +246,10 @@ impl DataSource {
             .iter()
             .map(|i| {
                 found.get(i).cloned().ok_or_else(|| {
-                    Error::data(ds, format!("row {i} requested but the split has {start} rows"))
+                    Error::data(
+                        ds,
+                        format!("row {i} requested but the split has {start} rows"),
+                    )
                 })
             })
             .collect()
@@ -403,8 +403,8 @@ mod tests {
                 .set_max_row_group_row_count(Some(7))
                 .build();
             let f = std::fs::File::create(&path).unwrap();
-            let mut w = ::parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props))
-                .unwrap();
+            let mut w =
+                ::parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props)).unwrap();
             w.write(&batch).unwrap();
             w.close().unwrap();
             start += n as i64;

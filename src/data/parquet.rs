@@ -43,7 +43,10 @@ pub fn read_rows(path: &Path, required: &[String]) -> Result<Vec<Value>> {
 pub fn read_rows_at(path: &Path, required: &[String], indices: &[usize]) -> Result<Vec<Value>> {
     let builder = open(path, required)?;
     if indices.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(Error::file(path, "row indices must be ascending and distinct"));
+        return Err(Error::file(
+            path,
+            "row indices must be ascending and distinct",
+        ));
     }
     let sizes: Vec<usize> = builder
         .metadata()

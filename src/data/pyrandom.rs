@@ -176,7 +176,11 @@ mod tests {
             // The fixture's dict keeps Python's insertion order (1, 5, 31, 33, 64, 65, 100).
             for (k, v) in s["bits"].as_object().unwrap() {
                 let got = r.getrandbits(k.parse().unwrap());
-                assert_eq!(got.to_string(), v.as_str().unwrap(), "seed {seed}: getrandbits({k})");
+                assert_eq!(
+                    got.to_string(),
+                    v.as_str().unwrap(),
+                    "seed {seed}: getrandbits({k})"
+                );
             }
             for (n, v) in [1u128, 2, 3, 10, 1000, (1 << 31) + 1, (1 << 40) - 3]
                 .into_iter()
@@ -205,7 +209,11 @@ mod tests {
                 .collect();
             let got: Vec<u64> = x.iter().take(12).map(|&v| v as u64).collect();
             assert_eq!(got, first, "shuffle of range({n})");
-            let joined = x.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+            let joined = x
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             assert_eq!(
                 hex::encode(Sha256::digest(joined.as_bytes())),
                 s["sha256"].as_str().unwrap(),
