@@ -107,9 +107,13 @@ struct CommonArgs {
     model: Vec<String>,
     #[command(flatten)]
     model_opts: ModelOpts,
-    /// Only the first N documents of each task, in dataset order.
+    /// Only the first N documents of each task, in --doc-order.
     #[arg(long)]
     limit: Option<usize>,
+    /// Document order before --limit: `dataset`, or `harness` (the card harness's
+    /// random.Random(42) shuffle, so --limit N picks the harness's --limit N documents).
+    #[arg(long, default_value = "dataset", value_name = "dataset|harness")]
+    doc_order: crate::data::DocOrder,
     /// Requests per model call, for every task and backend: log-likelihood requests (of many
     /// documents; a document's requests share their context) or generation prompts decoded
     /// together. Results do not depend on it.
@@ -334,6 +338,7 @@ fn run_plan(suite: Option<String>, tasks: Vec<String>, a: CommonArgs) -> Result<
         suite,
         tasks: tasks.into_iter().filter(|t| !t.trim().is_empty()).collect(),
         limit: a.limit,
+        doc_order: a.doc_order,
         engine: EngineOptions {
             batch_size: a.batch_size,
             temperature: a.temperature,

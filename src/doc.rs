@@ -57,8 +57,12 @@ pub struct ChatRequest {
 /// One evaluation document.
 #[derive(Debug, Clone, Serialize)]
 pub struct Doc {
-    /// Index of the row in its split (dataset order).
+    /// Position in evaluation order (`doc_id`): the row index in dataset order, the position in
+    /// the shuffled list with `--doc-order harness`.
     pub id: usize,
+    /// Index of the row in its split (equal to `id` unless `--doc-order harness`).
+    #[serde(default)]
+    pub src_index: usize,
     /// The dataset row as read (for the samples file and doc hashes).
     pub row: serde_json::Value,
     /// Choice strings without the leading space (acc_norm divides by their length in chars).

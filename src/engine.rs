@@ -341,7 +341,7 @@ impl Window {
                     stops.push(e.to_string());
                 }
                 Some(GenJob {
-                    doc_id: d.id,
+                    doc_id: d.src_index,
                     prompt: tokenizer::encode(tok, &g.context)?,
                     opts: GenOptions {
                         max_new_tokens: g.max_new_tokens,
@@ -356,7 +356,7 @@ impl Window {
                     .render(c.doc.messages(), None, true)
                     .map_err(|e| Error::task(&task.name, format!("doc {}: {e}", d.id)))?;
                 Some(GenJob {
-                    doc_id: d.id,
+                    doc_id: d.src_index,
                     prompt: tokenizer::encode(tok, &text)?,
                     opts: GenOptions {
                         max_new_tokens: opts.max_new_tokens.unwrap_or(c.max_new_tokens),

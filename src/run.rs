@@ -35,6 +35,8 @@ pub struct RunPlan {
     pub suite: Option<String>,
     pub tasks: Vec<String>,
     pub limit: Option<usize>,
+    /// Document order before `limit` (dataset, or the card harness's shuffle).
+    pub doc_order: crate::data::DocOrder,
     pub engine: EngineOptions,
     pub chat: ChatOverrides,
     pub output: Option<PathBuf>,
@@ -147,7 +149,10 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
     let mut all_docs = vec![];
     for t in &tasks {
         let pb = spinner(&format!("loading data for {}", t.name));
-        let docs = t.load_docs(&data, plan.limit);
+        let docs = t.load_selected(
+            &data,
+            &crate::data::DocSelection::new(plan.doc_order, plan.limit),
+        );
         pb.finish_and_clear();
         let docs = docs?;
         if docs.is_empty() {
@@ -259,7 +264,7 @@ fn run_model(
     if !results.is_empty() {
         let mut config = serde_json::json!({
             "suite": plan.suite, "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
-            "limit": plan.limit, "engine": plan.engine, "num_fewshot": 0,
+            "limit": plan.limit, "doc_order": plan.doc_order, "engine": plan.engine, "num_fewshot": 0,
             "data_dir": plan.data_dir, "hermes_eval_version": env!("CARGO_PKG_VERSION"),
             "elapsed_s": t0.elapsed().as_secs_f64(), "request_cache_hits": cache.hits,
         });

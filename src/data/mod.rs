@@ -2,6 +2,10 @@
 //! (`datasets/<org>/<name>/<config>/<split>-*.parquet`), or the Hugging Face hub through `hf-hub`
 //! (offline: only its cache when `HF_HUB_OFFLINE=1`).
 pub mod parquet;
+pub mod pyrandom;
+pub mod select;
+
+pub use select::{DocOrder, DocSelection};
 
 use std::path::{Path, PathBuf};
 
@@ -205,6 +209,51 @@ impl DataSource {
         }
         Ok(rows)
     }
+
+    /// Row count of a split, from the parquet footers (no row is decoded).
+    pub fn num_rows(&self, ds: &DatasetRef) -> Result<usize> {
+        self.locate(ds)?.iter().map(|f| parquet::num_rows(f)).sum()
+    }
+
+    /// The rows at `indices` (positions in the split, files in name order), in the order given.
+    /// Only those rows are decoded. `required` columns must be present in every file.
+    pub fn rows_at(
+        &self,
+        ds: &DatasetRef,
+        required: &[String],
+        indices: &[usize],
+    ) -> Result<Vec<Value>> {
+        let mut wanted: Vec<usize> = indices.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut found: std::collections::HashMap<usize, Value> =
+            std::collections::HashMap::with_capacity(wanted.len());
+        let mut start = 0usize;
+        for f in self.locate(ds)? {
+            let n = parquet::num_rows(&f)?;
+            let lo = wanted.partition_point(|&i| i < start);
+            let hi = wanted.partition_point(|&i| i < start + n);
+            let local: Vec<usize> = wanted[lo..hi].iter().map(|&i| i - start).collect();
+            for (i, row) in wanted[lo..hi]
+                .iter()
+                .zip(parquet::read_rows_at(&f, required, &local)?)
+            {
+                found.insert(*i, row);
+            }
+            start += n;
+        }
+        indices
+            .iter()
+            .map(|i| {
+                found.get(i).cloned().ok_or_else(|| {
+                    Error::data(
+                        ds,
+                        format!("row {i} requested but the split has {start} rows"),
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// Files `dir/<prefix>*.parquet`, sorted by name.
@@ -321,6 +370,74 @@ mod tests {
             e.contains("missing column `passage`") && e.contains("test-00000-of-00001.parquet"),
             "{e}"
         );
+    }
+
+    /// Rows 0..n written as two files of several small row groups each (`q<i>`, label i).
+    fn write_split(dir: &Path, sizes: &[usize]) -> DataSource {
+        use arrow::array::{Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use arrow::record_batch::RecordBatch;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("question", DataType::Utf8, false),
+            Field::new("label", DataType::Int64, false),
+        ]));
+        let mut start = 0i64;
+        for (k, &n) in sizes.iter().enumerate() {
+            let ids: Vec<i64> = (start..start + n as i64).collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(
+                        ids.iter().map(|i| format!("q{i}")).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(Int64Array::from(ids.clone())),
+                ],
+            )
+            .unwrap();
+            let path = dir.join(format!(
+                "datasets/x/y/default/test-{k:05}-of-{:05}.parquet",
+                sizes.len()
+            ));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let props = ::parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(Some(7))
+                .build();
+            let f = std::fs::File::create(&path).unwrap();
+            let mut w =
+                ::parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props)).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            start += n as i64;
+        }
+        DataSource::mirror_only(dir.to_path_buf())
+    }
+
+    #[test]
+    fn selected_rows_across_row_groups_and_files_come_in_the_order_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = write_split(dir.path(), &[30, 12]);
+        let d = DatasetRef {
+            path: "x/y".into(),
+            config: "default".into(),
+            split: "test".into(),
+        };
+        assert_eq!(ds.num_rows(&d).unwrap(), 42);
+        let all = ds.rows(&d, &["question".into()]).unwrap();
+        assert_eq!(all.len(), 42);
+        // Rows from several row groups of both files, out of order, the last row included.
+        let pick = [41, 0, 13, 6, 7, 29, 30, 20, 14];
+        let got = ds.rows_at(&d, &["question".into()], &pick).unwrap();
+        let want: Vec<Value> = pick.iter().map(|&i| all[i].clone()).collect();
+        assert_eq!(got, want);
+        assert_eq!(got[0]["question"], "q41");
+        assert!(ds.rows_at(&d, &[], &[]).unwrap().is_empty());
+        let e = ds.rows_at(&d, &[], &[3, 42]).unwrap_err().to_string();
+        assert!(e.contains("row 42") && e.contains("42 rows"), "{e}");
+        let e = ds
+            .rows_at(&d, &["passage".into()], &[1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing column `passage`"), "{e}");
     }
 
     #[test]

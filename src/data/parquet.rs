@@ -4,7 +4,7 @@ use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{self as dt, DataType};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use serde_json::{Map, Number, Value};
 
 use crate::error::{Error, Result};
@@ -22,9 +22,82 @@ pub fn columns(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Number of rows of a parquet file, from its footer (no row is decoded).
+pub fn num_rows(path: &Path) -> Result<usize> {
+    let file = File::open(path).map_err(|e| Error::file(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::file(path, format!("not a readable parquet file: {e}")))?;
+    usize::try_from(builder.metadata().file_metadata().num_rows())
+        .map_err(|_| Error::file(path, "negative row count in the parquet footer"))
+}
+
 /// Read every row of a parquet file. `required` columns must exist (the error names the column
 /// and the file).
 pub fn read_rows(path: &Path, required: &[String]) -> Result<Vec<Value>> {
+    let builder = open(path, required)?;
+    decode(path, builder)
+}
+
+/// The rows at `indices` (ascending, distinct) of a parquet file, in that order. Only the row
+/// groups that hold them are read, and inside those only the selected rows are decoded.
+pub fn read_rows_at(path: &Path, required: &[String], indices: &[usize]) -> Result<Vec<Value>> {
+    let builder = open(path, required)?;
+    if indices.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::file(
+            path,
+            "row indices must be ascending and distinct",
+        ));
+    }
+    let sizes: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows().max(0) as usize)
+        .collect();
+    let total: usize = sizes.iter().sum();
+    if let Some(&last) = indices.last() {
+        if last >= total {
+            return Err(Error::file(
+                path,
+                format!("row {last} requested but the file has {total} rows"),
+            ));
+        }
+    }
+    // Row groups holding a selected row; the selection then runs over their concatenation.
+    let (mut groups, mut selectors) = (Vec::new(), Vec::new());
+    let (mut start, mut next) = (0usize, 0usize);
+    for (g, &size) in sizes.iter().enumerate() {
+        let end = start + size;
+        let mut pos = start;
+        let mut any = false;
+        while next < indices.len() && indices[next] < end {
+            let i = indices[next];
+            if i > pos {
+                selectors.push(RowSelector::skip(i - pos));
+            }
+            selectors.push(RowSelector::select(1));
+            pos = i + 1;
+            next += 1;
+            any = true;
+        }
+        if any {
+            groups.push(g);
+            if end > pos {
+                selectors.push(RowSelector::skip(end - pos));
+            }
+        }
+        start = end;
+    }
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let builder = builder
+        .with_row_groups(groups)
+        .with_row_selection(RowSelection::from(selectors));
+    decode(path, builder)
+}
+
+fn open(path: &Path, required: &[String]) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(|e| Error::file(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::file(path, format!("not a readable parquet file: {e}")))?;
@@ -38,6 +111,10 @@ pub fn read_rows(path: &Path, required: &[String]) -> Result<Vec<Value>> {
             ));
         }
     }
+    Ok(builder)
+}
+
+fn decode(path: &Path, builder: ParquetRecordBatchReaderBuilder<File>) -> Result<Vec<Value>> {
     let reader = builder
         .build()
         .map_err(|e| Error::file(path, format!("cannot read parquet: {e}")))?;

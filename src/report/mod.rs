@@ -335,6 +335,7 @@ pub fn write_samples_jsonl(
         }
         let mut line = Map::new();
         line.insert("doc_id".into(), json!(doc.id));
+        line.insert("src_index".into(), json!(doc.src_index));
         line.insert("doc".into(), doc.row.clone());
         line.insert("target".into(), json!(doc.target));
         line.insert("arguments".into(), Value::Array(arguments));

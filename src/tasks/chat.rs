@@ -186,6 +186,7 @@ pub fn build_doc(
     };
     Ok(Doc {
         id,
+        src_index: id,
         row,
         choices: vec![],
         gold: vec![],

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::data::{DataSource, DatasetRef};
+use crate::data::{DataSource, DatasetRef, DocOrder, DocSelection};
 use crate::doc::{Doc, GenRequest, Loglik, LoglikRequest, Responses, Score};
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -342,21 +342,45 @@ impl Task {
 
     /// The first `limit` documents in dataset order.
     pub fn load_docs(&self, data: &DataSource, limit: Option<usize>) -> Result<Vec<Doc>> {
+        self.load_selected(data, &DocSelection::new(DocOrder::Dataset, limit))
+    }
+
+    /// The selected documents in evaluation order: `Doc::id` is the position in that order (the
+    /// `doc_id` the card harness reports), `Doc::src_index` the row in the split. Only the
+    /// selected rows are decoded.
+    pub fn load_selected(&self, data: &DataSource, sel: &DocSelection) -> Result<Vec<Doc>> {
         if let Some(b) = &self.def.docs {
-            let rows = chat::load_rows(b, &self.def.dataset, data, limit)?;
-            return rows
+            // Chat datasets are small JSON files: read them whole, then select.
+            let mut rows: Vec<Option<Value>> = chat::load_rows(b, &self.def.dataset, data, None)?
+                .into_iter()
+                .map(Some)
+                .collect();
+            let indices = sel.indices(rows.len());
+            return indices
                 .into_iter()
                 .enumerate()
-                .map(|(id, row)| self.build_doc(id, row))
+                .map(|(id, src)| {
+                    let row = rows.get_mut(src).and_then(Option::take).ok_or_else(|| {
+                        Error::task(&self.name, format!("row {src} selected twice or missing"))
+                    })?;
+                    let mut doc = self.build_doc(id, row)?;
+                    doc.src_index = src;
+                    Ok(doc)
+                })
                 .collect();
         }
-        let mut rows = data.rows(&self.def.dataset, &self.def.columns)?;
-        if let Some(l) = limit {
-            rows.truncate(l);
-        }
-        rows.into_iter()
+        let total = data.num_rows(&self.def.dataset)?;
+        let indices = sel.indices(total);
+        let rows = data.rows_at(&self.def.dataset, &self.def.columns, &indices)?;
+        indices
+            .into_iter()
+            .zip(rows)
             .enumerate()
-            .map(|(id, row)| self.build_doc(id, row))
+            .map(|(id, (src, row))| {
+                let mut doc = self.build_doc(id, row)?;
+                doc.src_index = src;
+                Ok(doc)
+            })
             .collect()
     }
 
@@ -486,6 +510,7 @@ impl Task {
         };
         Ok(Doc {
             id,
+            src_index: id,
             row,
             choices,
             gold,
