@@ -41,6 +41,9 @@ enum Cmd {
         path: PathBuf,
         #[command(flatten)]
         tasks: TasksDirArg,
+        /// Put the run beside a model card: a built-in card name or a card file (cards/*.toml).
+        #[arg(long)]
+        card: Option<String>,
     },
     /// Export a GGUF model as a Hugging Face directory (f32 safetensors, config, tokenizer).
     Export { gguf: PathBuf, out: PathBuf },
@@ -179,10 +182,11 @@ pub fn main() -> Result<i32> {
                 Ok(1)
             }
         }
-        Cmd::Report { path, tasks } => {
+        Cmd::Report { path, tasks, card } => {
             let reg = registry(&tasks)?;
             let results = report::rescore(&path, &reg)?;
             print!("{}", report::render_report(&reg, &results));
+            report::card::report_outputs(&path, &reg, &results, card.as_deref())?;
             Ok(0)
         }
         Cmd::Export { gguf, out } => {
@@ -461,6 +465,7 @@ fn run_model(
             report::write_results_json(out, &model.fingerprint(), &config, &results, &done_tasks)?;
         let text = report::render_report(reg, &results);
         std::fs::write(out.join("report.md"), &text)?;
+        report::html::write_run_html(out, reg, &results, None)?;
         print!("{text}");
         eprintln!(
             "wrote {} and report.md in {}",
