@@ -207,7 +207,7 @@ pub fn run_html(
 ) -> String {
     let mut body = String::new();
     if let Some(c) = card {
-        let _ = write!(body, "<p class=\"note\">Beside the card <b>{}</b> ({}). Card values: {}. Δ = run − card; z = Δ/√(se_run²+se_card²); rows with |z| &gt; {} are marked. Error bars: ±{ERROR_BAR_Z}·se.</p>\n", esc(&c.card), esc(&c.model), esc(&c.source), super::card::Z_FLAG);
+        let _ = writeln!(body, "<p class=\"note\">Beside the card <b>{}</b> ({}). Card values: {}. Δ = run − card; z = Δ/√(se_run²+se_card²); rows with |z| &gt; {} are marked. Error bars: ±{ERROR_BAR_Z}·se.</p>", esc(&c.card), esc(&c.model), esc(&c.source), super::card::Z_FLAG);
         if c.doc_notes.is_empty() {
             body.push_str("<p class=\"note\">Documents: the same full sets as the card.</p>\n");
         } else {
@@ -361,7 +361,7 @@ pub fn run_html(
         for r in &rest {
             for (m, v, se) in &r.metrics {
                 let c = card_rest
-                    .and_then(|rows| rows.iter().find(|x| &x.task == &r.task && &x.metric == m));
+                    .and_then(|rows| rows.iter().find(|x| x.task == r.task && &x.metric == m));
                 let _ = write!(
                     body,
                     "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
@@ -398,9 +398,9 @@ pub fn run_html(
 /// `comparison.html`: baseline vs candidate per task metric and suite.
 pub fn comparison_html(c: &Comparison) -> String {
     let mut body = String::new();
-    let _ = write!(
+    let _ = writeln!(
         body,
-        "<p class=\"note\">Baseline: {} ({}). Candidate: {} ({}). Error bars: ±{ERROR_BAR_Z}·se.</p>\n",
+        "<p class=\"note\">Baseline: {} ({}). Candidate: {} ({}). Error bars: ±{ERROR_BAR_Z}·se.</p>",
         esc(c.baseline_model.as_deref().unwrap_or("?")),
         esc(&c.baseline_dir.display().to_string()),
         esc(c.candidate_model.as_deref().unwrap_or("?")),
