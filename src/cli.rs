@@ -40,6 +40,9 @@ enum Cmd {
         path: PathBuf,
         #[command(flatten)]
         tasks: TasksDirArg,
+        /// Put the run beside a model card: a built-in card name or a card file (cards/*.toml).
+        #[arg(long)]
+        card: Option<String>,
     },
     /// Export a GGUF model as a Hugging Face directory (f32 safetensors, config, tokenizer).
     Export { gguf: PathBuf, out: PathBuf },
@@ -252,10 +255,11 @@ pub fn main() -> Result<i32> {
                 Ok(1)
             }
         }
-        Cmd::Report { path, tasks } => {
+        Cmd::Report { path, tasks, card } => {
             let reg = registry(&tasks)?;
             let results = report::rescore(&path, &reg)?;
             print!("{}", report::render_report(&reg, &results));
+            report::card::report_outputs(&path, &reg, &results, card.as_deref())?;
             Ok(0)
         }
         Cmd::Export { gguf, out } => {

@@ -21,6 +21,7 @@ pub mod doc;
 pub mod engine;
 pub mod error;
 pub mod fc;
+pub mod ifeval;
 pub mod metrics;
 pub mod model;
 pub mod progress;

@@ -277,6 +277,7 @@ fn run_model(
             report::write_results_json(out, &model_record(model), &config, &results, &done_tasks)?;
         let text = report::render_report(reg, &results);
         std::fs::write(out.join("report.md"), &text).map_err(|e| Error::file(out, e))?;
+        report::html::write_run_html(out, reg, &results, None)?;
         print!("{text}");
         eprintln!(
             "wrote {} and report.md in {}",

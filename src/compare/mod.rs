@@ -578,6 +578,10 @@ fn run_compare_inner(args: &CompareArgs) -> anyhow::Result<i32> {
     println!("{}", report::render_table(&cmp));
     std::fs::write(out.join("comparison.md"), report::render_markdown(&cmp))?;
     std::fs::write(
+        out.join("comparison.html"),
+        crate::report::html::comparison_html(&cmp),
+    )?;
+    std::fs::write(
         out.join("comparison.json"),
         serde_json::to_string_pretty(&cmp)? + "\n",
     )?;
@@ -585,7 +589,7 @@ fn run_compare_inner(args: &CompareArgs) -> anyhow::Result<i32> {
         plot::write_svg(&cmp, &out.join("comparison.svg"))?;
     }
     println!(
-        "wrote comparison.md, comparison.json{} to {}",
+        "wrote comparison.md, comparison.html, comparison.json{} to {}",
         if args.no_plot { "" } else { ", comparison.svg" },
         out.display()
     );

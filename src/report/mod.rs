@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::metrics;
 use crate::tasks::{Registry, Suite, Task};
 
+pub mod card;
+pub mod html;
+
 /// One task's aggregated metrics: (name, value, stderr) in table order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskResult {
