@@ -51,7 +51,8 @@ def read(c):
         "rope": rope,
         "max_position_embeddings": t.max_position_embeddings,
         "vocab_size": t.vocab_size,
-        "tie_word_embeddings": bool(getattr(c, "tie_word_embeddings", False)),
+        # the text model's flag decides (PreTrainedModel.tie_weights reads get_text_config())
+        "tie_word_embeddings": bool(getattr(t, "tie_word_embeddings", False)),
         "sliding_window": getattr(t, "sliding_window", None) if t.model_type == "mistral" else None,
         "bos_token_id": t.bos_token_id,
         "eos_token_ids": eos if isinstance(eos, list) else ([] if eos is None else [eos]),
