@@ -13,8 +13,7 @@ use hermes_eval::model::{LanguageModel, TokenRequest};
 fn check(name: &str) {
     let dir = repo().join("tests/fixtures/arch").join(name);
     let want: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let ids: Vec<u32> = want["ids"]
         .as_array()
         .unwrap()
@@ -65,7 +64,10 @@ fn mistral_sliding_window_gqa_8_to_1_untied_added_tokens() {
     let dir = repo().join("tests/fixtures/arch/mistral_window_gqa8");
     let m = CandleLm::load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
     assert_eq!(m.llama.cfg.sliding_window, Some(8));
-    assert_eq!(m.llama.cfg.num_attention_heads / m.llama.cfg.num_key_value_heads, 8);
+    assert_eq!(
+        m.llama.cfg.num_attention_heads / m.llama.cfg.num_key_value_heads,
+        8
+    );
     assert!(!m.llama.cfg.tie_word_embeddings);
     // Added tokens beyond the 256 base ids are matched in text.
     let ids = hermes_eval::model::tokenizer::encode(m.tokenizer(), "a<|added_3|>b").unwrap();

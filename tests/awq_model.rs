@@ -89,14 +89,14 @@ fn dirs() -> (PathBuf, PathBuf) {
         if awq.join("model.safetensors").is_file() && deq.join("model.safetensors").is_file() {
             return (awq, deq);
         }
-        let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu)
-            .unwrap();
+        let tensors =
+            candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
         let mut awq_t: HashMap<String, Tensor> = HashMap::new();
         let mut deq_t: HashMap<String, Tensor> = HashMap::new();
         for (name, t) in &tensors {
-            let linear = LINEARS
-                .iter()
-                .any(|l| name.ends_with(&format!("{l}.weight")) && name.starts_with("model.layers."));
+            let linear = LINEARS.iter().any(|l| {
+                name.ends_with(&format!("{l}.weight")) && name.starts_with("model.layers.")
+            });
             if linear {
                 let p = name.strip_suffix(".weight").unwrap();
                 let (qw, qz, sc, d) = quantize(t);
@@ -183,7 +183,12 @@ fn awq_gemm_dir_loads_through_model_and_equals_its_dequantized_f32_weights() {
         let b = deq.loglikelihood(&group).unwrap();
         for (x, y) in a.iter().zip(&b) {
             worst = worst.max((x.logprob - y.logprob).abs());
-            assert!((x.logprob - y.logprob).abs() <= 1e-4, "{} vs {}", x.logprob, y.logprob);
+            assert!(
+                (x.logprob - y.logprob).abs() <= 1e-4,
+                "{} vs {}",
+                x.logprob,
+                y.logprob
+            );
             assert_eq!(x.is_greedy, y.is_greedy);
             n += 1;
         }
@@ -192,8 +197,14 @@ fn awq_gemm_dir_loads_through_model_and_equals_its_dequantized_f32_weights() {
     // 4-bit weights do change the model: the scores are not the unquantized ones.
     let mut base = load(&test_f32_dir());
     let g = &requests(&base)[0];
-    let (q, f) = (awq.loglikelihood(g).unwrap(), base.loglikelihood(g).unwrap());
-    assert!(q.iter().zip(&f).any(|(a, b)| (a.logprob - b.logprob).abs() > 1e-3));
+    let (q, f) = (
+        awq.loglikelihood(g).unwrap(),
+        base.loglikelihood(g).unwrap(),
+    );
+    assert!(q
+        .iter()
+        .zip(&f)
+        .any(|(a, b)| (a.logprob - b.logprob).abs() > 1e-3));
 }
 
 #[test]

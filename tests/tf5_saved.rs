@@ -20,10 +20,17 @@ fn transformers_5_config_of_the_test_model_scores_like_lm_eval() {
     )
     .unwrap();
     let config = &fx["config"];
-    assert!(config.get("rope_theta").is_none(), "a transformers 5 layout");
+    assert!(
+        config.get("rope_theta").is_none(),
+        "a transformers 5 layout"
+    );
     assert_eq!(config["rope_parameters"]["rope_theta"], 100000.0);
     let dir = tempfile::tempdir().unwrap();
-    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         if export.join(f).is_file() {
             std::os::unix::fs::symlink(export.join(f), dir.path().join(f)).unwrap();
         }

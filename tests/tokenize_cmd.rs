@@ -19,9 +19,18 @@ fn tokenize_prints_the_reference_ids_of_each_line() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -46,15 +55,33 @@ fn tokenize_reads_a_file_and_names_a_bad_model() {
     let f = dir.path().join("in.txt");
     std::fs::write(&f, "Hello world\r\n<|im_start|>user\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hermes-eval"))
-        .args(["tokenize", "--model", test_gguf().to_str().unwrap(), "--file"])
+        .args([
+            "tokenize",
+            "--model",
+            test_gguf().to_str().unwrap(),
+            "--file",
+        ])
         .arg(&f)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    let v: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(v[0]["text"], "Hello world", "the \\r\\n is not part of the line");
-    assert_eq!(v[1]["ids"][0], 1, "<|im_start|> is matched as the special token");
+    let v: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        v[0]["text"], "Hello world",
+        "the \\r\\n is not part of the line"
+    );
+    assert_eq!(
+        v[1]["ids"][0], 1,
+        "<|im_start|> is matched as the special token"
+    );
     let bad = Command::new(env!("CARGO_BIN_EXE_hermes-eval"))
         .args(["tokenize", "--model", dir.path().to_str().unwrap()])
         .output()

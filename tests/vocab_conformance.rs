@@ -90,6 +90,26 @@ fn qwen2() {
 }
 
 #[test]
+fn phi_3_spm() {
+    check("phi-3");
+}
+
+#[test]
+fn starcoder() {
+    check("starcoder");
+}
+
+#[test]
+fn refact() {
+    check("refact");
+}
+
+#[test]
+fn command_r() {
+    check("command-r");
+}
+
+#[test]
 fn unsupported_vocabularies_are_one_line_errors_naming_them() {
     for (name, says) in [
         ("bert-bge", "`bert`"),
@@ -97,7 +117,10 @@ fn unsupported_vocabularies_are_one_line_errors_naming_them() {
         ("falcon", "`falcon`"),
     ] {
         let (ct, _) = read_gguf(&vocab_dir().join(format!("ggml-vocab-{name}.gguf"))).unwrap();
-        let e = from_gguf(&ct).err().unwrap_or_else(|| panic!("{name} accepted")).to_string();
+        let e = from_gguf(&ct)
+            .err()
+            .unwrap_or_else(|| panic!("{name} accepted"))
+            .to_string();
         assert!(e.contains(says) && !e.contains('\n'), "{name}: {e}");
     }
 }

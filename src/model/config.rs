@@ -41,7 +41,9 @@ pub struct YarnRopeScaling {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
     /// Positions divided by `factor` (every frequency divided by it).
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Dynamic NTK: transformers uses the default frequencies while the sequence is at most
     /// `original_max_position_embeddings` long, and inputs are truncated to
     /// `max_position_embeddings` ≤ that, so the numbers are the default ones.
@@ -518,7 +520,10 @@ impl LlamaConfig {
         let intermediate_size = f.usize_or("intermediate_size", d.intermediate_size)?;
         let num_hidden_layers = f.usize_or("num_hidden_layers", d.num_hidden_layers)?;
         let heads = f.usize_or("num_attention_heads", d.num_attention_heads)?;
-        let kv = f.usize_or("num_key_value_heads", d.num_key_value_heads.unwrap_or(heads))?;
+        let kv = f.usize_or(
+            "num_key_value_heads",
+            d.num_key_value_heads.unwrap_or(heads),
+        )?;
         if heads == 0 || kv == 0 || heads % kv != 0 {
             return Err(Error::model(format!(
                 "config.json: {heads} attention heads cannot share {kv} key/value heads"
@@ -558,7 +563,8 @@ impl LlamaConfig {
         let tie_word_embeddings = match f.bool("tie_word_embeddings")? {
             Some(t) => t,
             None => {
-                f.defaults.insert("tie_word_embeddings".into(), false.into());
+                f.defaults
+                    .insert("tie_word_embeddings".into(), false.into());
                 false
             }
         };
@@ -572,7 +578,10 @@ impl LlamaConfig {
                 .insert("sliding_window".into(), d.sliding_window.into());
             d.sliding_window
         };
-        let bos_token_id = match f.token_ids("bos_token_id")?.or(top.token_ids("bos_token_id")?) {
+        let bos_token_id = match f
+            .token_ids("bos_token_id")?
+            .or(top.token_ids("bos_token_id")?)
+        {
             Some(v) => v.first().copied(),
             None => Some(d.bos_token_id),
         };
@@ -580,10 +589,16 @@ impl LlamaConfig {
             .token_ids("eos_token_id")?
             .or(top.token_ids("eos_token_id")?)
             .unwrap_or_else(|| vec![d.eos_token_id]);
-        let config_dtype = match (f.str("dtype")?, f.str("torch_dtype")?, top.str("dtype")?, top.str("torch_dtype")?) {
-            (Some(a), ..) | (None, Some(a), ..) | (None, None, Some(a), _) | (None, None, None, Some(a)) => {
-                Some(a.to_string())
-            }
+        let config_dtype = match (
+            f.str("dtype")?,
+            f.str("torch_dtype")?,
+            top.str("dtype")?,
+            top.str("torch_dtype")?,
+        ) {
+            (Some(a), ..)
+            | (None, Some(a), ..)
+            | (None, None, Some(a), _)
+            | (None, None, None, Some(a)) => Some(a.to_string()),
             _ => None,
         };
         if let Some(dt) = &config_dtype {
@@ -627,13 +642,17 @@ impl LlamaConfig {
                 original_max_position_embeddings,
             }) => serde_json::json!({"rope_type": "dynamic", "rope_theta": self.rope_theta,
                 "factor": factor, "original_max_position_embeddings": original_max_position_embeddings}),
-            Some(RopeScaling::Yarn(y)) => serde_json::json!({"rope_type": "yarn", "rope_theta": self.rope_theta,
+            Some(RopeScaling::Yarn(y)) => {
+                serde_json::json!({"rope_type": "yarn", "rope_theta": self.rope_theta,
                 "factor": y.factor, "original_max_position_embeddings": y.original_max_position_embeddings,
                 "beta_fast": y.beta_fast, "beta_slow": y.beta_slow, "attention_factor": y.attention_factor,
-                "truncate": y.truncate}),
-            Some(RopeScaling::Llama3(s)) => serde_json::json!({"rope_type": "llama3", "rope_theta": self.rope_theta,
+                "truncate": y.truncate})
+            }
+            Some(RopeScaling::Llama3(s)) => {
+                serde_json::json!({"rope_type": "llama3", "rope_theta": self.rope_theta,
                 "factor": s.factor, "low_freq_factor": s.low_freq_factor, "high_freq_factor": s.high_freq_factor,
-                "original_max_position_embeddings": s.original_max_position_embeddings}),
+                "original_max_position_embeddings": s.original_max_position_embeddings})
+            }
         };
         serde_json::json!({
             "rope": rope,
@@ -843,7 +862,9 @@ fn gguf_rope_scaling(ct: &gguf_file::Content, arch: &str) -> Result<Option<RopeS
             } else if factor.is_finite() && factor > 0.0 {
                 Ok(Some(RopeScaling::Linear { factor }))
             } else {
-                Err(Error::model(format!("GGUF `{arch}.rope.scaling.factor` = {factor}")))
+                Err(Error::model(format!(
+                    "GGUF `{arch}.rope.scaling.factor` = {factor}"
+                )))
             }
         }
         other => Err(Error::model(format!(

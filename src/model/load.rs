@@ -473,15 +473,12 @@ fn load_hf(
                     .join(", ")
             ))
         })?;
-    let config_json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?,
-    )
-    .map_err(|e| Error::file(config, e))?;
+    let config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?)
+            .map_err(|e| Error::file(config, e))?;
     let awq = match config_json.get("quantization_config") {
         None | Some(serde_json::Value::Null) => None,
-        Some(q) => Some(
-            crate::awq::AwqConfig::from_json(q).map_err(|e| Error::file(config, e))?,
-        ),
+        Some(q) => Some(crate::awq::AwqConfig::from_json(q).map_err(|e| Error::file(config, e))?),
     };
     let names: BTreeSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
     let prefix = text_prefix(&names)?;
@@ -534,7 +531,9 @@ fn load_hf(
     let outer = prefix.strip_suffix("model.").unwrap_or("");
     let head = [format!("{outer}lm_head"), "lm_head".to_string()]
         .into_iter()
-        .find(|h| names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight")));
+        .find(|h| {
+            names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight"))
+        });
     let lm_head = match head {
         Some(h) if !cfg.tie_word_embeddings => lin(&h)?,
         _ => Weight::Dense(embed.to_dtype(opts.dtype)?),

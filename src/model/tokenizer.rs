@@ -20,7 +20,16 @@ use tokenizers::{
 };
 
 /// `tokenizer.ggml.pre` values this crate can build, with what each means.
-pub const SUPPORTED_PRE: &[&str] = &["smollm", "gpt-2", "llama-bpe", "llama3", "qwen2"];
+pub const SUPPORTED_PRE: &[&str] = &[
+    "smollm",
+    "starcoder",
+    "refact",
+    "command-r",
+    "gpt-2",
+    "llama-bpe",
+    "llama3",
+    "qwen2",
+];
 
 pub(crate) const REGEX_LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 pub(crate) const REGEX_QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -45,7 +54,8 @@ fn pre_tokenizer(pre: &str) -> Result<Option<(PreTokenizerWrapper, bool)>> {
     let byte_level = |use_regex| ByteLevel::new(false, true, use_regex);
     Ok(Some(match pre {
         // SmolLM / SmolLM2: every digit on its own, then the GPT-2 byte-level regex.
-        "smollm" => (
+        // starcoder, refact and command-r: llama.cpp runs the same two regexes as for smollm.
+        "smollm" | "starcoder" | "refact" | "command-r" => (
             Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into(),
             false,
         ),
@@ -102,7 +112,9 @@ fn token_types(ct: &gguf_file::Content, n: usize) -> Result<Vec<i64>> {
             x.to_i32()
                 .map(|v| v as i64)
                 .or_else(|_| x.to_u32().map(|v| v as i64))
-                .map_err(|_| Error::Tokenizer("`tokenizer.ggml.token_type` holds a non-integer".into()))
+                .map_err(|_| {
+                    Error::Tokenizer("`tokenizer.ggml.token_type` holds a non-integer".into())
+                })
         })
         .collect()
 }
@@ -202,11 +214,7 @@ fn spm_from_gguf(ct: &gguf_file::Content) -> Result<Tokenizer> {
             }
         }
     }
-    ranked.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then(a.1.cmp(&b.1))
-            .then(a.2.cmp(&b.2))
-    });
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let merges: Vec<(String, String)> = ranked.into_iter().map(|(_, _, _, l, r)| (l, r)).collect();
     let unk = super::config::md_usize(ct, "tokenizer.ggml.unknown_token_id")
         .ok()
