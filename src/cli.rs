@@ -8,9 +8,9 @@ use crate::model::OpenOptions;
 use crate::report;
 use crate::run::{ChatOverrides, Gate, RunPlan};
 use crate::tasks::Registry;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -58,6 +58,19 @@ enum Cmd {
     Compare(crate::compare::CompareArgs),
     /// Write a re-quantized GGUF (q8_0, q4_0, q4_1, q4_k, q5_k, q6_k) with candle's quantizers.
     Quantize(crate::quantize::QuantizeArgs),
+    /// Print the token ids of each input line (of --file, or stdin) as JSON, with the tokenizer
+    /// the engine uses (no BOS, as log-likelihood requests are encoded).
+    Tokenize {
+        /// A .gguf file, a Hugging Face model directory, or a hub id.
+        #[arg(long)]
+        model: String,
+        /// tokenizer.json to use instead of the model's.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Read the lines from this file instead of stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -292,7 +305,32 @@ pub fn main() -> Result<i32> {
             }
         },
         Cmd::Quantize(q) => crate::quantize::run_quantize(&q).map(|_| 0),
+        Cmd::Fc { model, args } => fc(model, args),
+        Cmd::Json { model, args } => json(model, args),
+        Cmd::Tokenize {
+            model,
+            tokenizer,
+            file,
+        } => tokenize(&model, tokenizer, file.as_deref()),
     }
+}
+
+fn tokenize(model: &str, tokenizer: Option<PathBuf>, file: Option<&Path>) -> Result<i32> {
+    let opts = crate::model::load::LoadOptions {
+        tokenizer,
+        ..Default::default()
+    };
+    let tok = crate::model::load::load_tokenizer(model, &opts)
+        .with_context(|| format!("cannot load the tokenizer of `{model}`"))?;
+    let out = std::io::stdout().lock();
+    match file {
+        Some(f) => {
+            let r = std::fs::File::open(f).with_context(|| format!("{}", f.display()))?;
+            crate::model::tokenizer::tokenize_lines(&tok, std::io::BufReader::new(r), out)?
+        }
+        None => crate::model::tokenizer::tokenize_lines(&tok, std::io::stdin().lock(), out)?,
+    };
+    Ok(0)
 }
 
 fn registry(t: &TasksDirArg) -> Result<Registry> {

@@ -492,23 +492,6 @@ fn model_metadata(dir: &Path, cfg: &LlamaConfig, vocab_size: usize) -> Vec<(Stri
     md
 }
 
-/// Llama 3 rope scaling as llama.cpp stores it: a `rope_freqs` vector of per-frequency divisors.
-fn rope_freqs(cfg: &LlamaConfig) -> Option<Vec<f32>> {
-    cfg.rope_scaling.as_ref()?;
-    let plain = LlamaConfig {
-        rope_scaling: None,
-        ..cfg.clone()
-    };
-    Some(
-        plain
-            .inv_freq()
-            .iter()
-            .zip(cfg.inv_freq())
-            .map(|(b, s)| b / s)
-            .collect(),
-    )
-}
-
 /// Convert the Hugging Face model directory `dir` to a GGUF with matrices in `to` (one of
 /// [`crate::quantize::SUPPORTED`]).
 pub fn hf_to_gguf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeReport> {
@@ -530,6 +513,9 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
     let config_text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::file(&config_path, format!("cannot read: {e}")))?;
     let cfg = LlamaConfig::from_hf_json(&config_text).map_err(|e| Error::file(&config_path, e))?;
+    let rope_freqs = cfg
+        .rope_freq_divisors()
+        .map_err(|e| Error::file(&config_path, e))?;
     let config: Json = serde_json::from_str(&config_text)
         .map_err(|e| Error::file(&config_path, format!("invalid JSON: {e}")))?;
 
@@ -623,7 +609,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
             Ok((p.gguf.clone(), q, kind))
         })
         .collect::<Result<_>>()?;
-    if let Some(f) = rope_freqs(&cfg) {
+    if let Some(f) = rope_freqs {
         let n = f.len();
         let t = Tensor::from_vec(f, n, &Device::Cpu)?;
         converted.push((

@@ -1,15 +1,69 @@
-//! Llama-family configuration, read from a Hugging Face `config.json` or from GGUF metadata.
+//! Llama-family configuration, read from a Hugging Face `config.json` (every layout transformers
+//! 4.x and 5.x write) or from GGUF metadata.
+//!
+//! `config.json` rules:
+//! - RoPE settings come from transformers 5's `rope_parameters` (`rope_theta`, `rope_type` and the
+//!   type's parameters) or from 4.x's top-level `rope_theta` + `rope_scaling` (`rope_type` or
+//!   `type`); both present and disagreeing is an error. RoPE types: default, linear, dynamic,
+//!   yarn, llama3; any other is refused.
+//! - The text model's fields may sit in a nested `text_config` (multimodal wrappers).
+//! - A field that changes the numbers and is missing gets the default that transformers'
+//!   `LlamaConfig` / `MistralConfig` uses ([`LlamaConfig::defaults`] lists which were applied, and
+//!   the loader records them in the results fingerprint). A field present with a type or value we
+//!   cannot interpret (a string where a number belongs, `hidden_act` other than silu, attention
+//!   biases, an unknown RoPE parameter) is an error.
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file;
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
-/// Llama 3 style RoPE frequency scaling (`rope_scaling.rope_type == "llama3"`).
+/// Llama 3 style RoPE frequency scaling (`rope_type == "llama3"`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Llama3RopeScaling {
     pub factor: f64,
     pub low_freq_factor: f64,
     pub high_freq_factor: f64,
     pub original_max_position_embeddings: usize,
+}
+
+/// YaRN (`rope_type == "yarn"`), with transformers' defaults already resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YarnRopeScaling {
+    pub factor: f64,
+    pub original_max_position_embeddings: usize,
+    pub beta_fast: f64,
+    pub beta_slow: f64,
+    /// Multiplies cos and sin (transformers' `attention_scaling`).
+    pub attention_factor: f64,
+    pub truncate: bool,
+}
+
+/// RoPE scaling other than the default rotary embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Positions divided by `factor` (every frequency divided by it).
+    Linear {
+        factor: f64,
+    },
+    /// Dynamic NTK: transformers uses the default frequencies while the sequence is at most
+    /// `original_max_position_embeddings` long, and inputs are truncated to
+    /// `max_position_embeddings` ≤ that, so the numbers are the default ones.
+    Dynamic {
+        factor: f64,
+        original_max_position_embeddings: usize,
+    },
+    Yarn(YarnRopeScaling),
+    Llama3(Llama3RopeScaling),
+}
+
+impl RopeScaling {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RopeScaling::Linear { .. } => "linear",
+            RopeScaling::Dynamic { .. } => "dynamic",
+            RopeScaling::Yarn(_) => "yarn",
+            RopeScaling::Llama3(_) => "llama3",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,123 +77,588 @@ pub struct LlamaConfig {
     pub head_dim: usize,
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
-    pub rope_scaling: Option<Llama3RopeScaling>,
+    pub rope_scaling: Option<RopeScaling>,
     pub max_position_embeddings: usize,
     pub vocab_size: usize,
     pub tie_word_embeddings: bool,
     pub sliding_window: Option<usize>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct HfRopeScaling {
-    #[serde(alias = "type")]
-    rope_type: Option<String>,
-    factor: Option<f64>,
-    low_freq_factor: Option<f64>,
-    high_freq_factor: Option<f64>,
-    original_max_position_embeddings: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-#[derive(Deserialize)]
-struct HfConfig {
-    architectures: Option<Vec<String>>,
-    model_type: Option<String>,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_key_value_heads: Option<usize>,
-    head_dim: Option<usize>,
-    rms_norm_eps: f64,
-    rope_theta: Option<f64>,
-    rope_scaling: Option<HfRopeScaling>,
-    max_position_embeddings: Option<usize>,
-    n_positions: Option<usize>,
-    n_ctx: Option<usize>,
-    vocab_size: usize,
-    tie_word_embeddings: Option<bool>,
-    sliding_window: Option<usize>,
-    bos_token_id: Option<u32>,
-    eos_token_id: Option<OneOrMany>,
+    /// Fields that changed the numbers and were missing, with the transformers default used.
+    pub defaults: Map<String, Value>,
+    /// `torch_dtype` / `dtype` of config.json (what the weights were saved as), if given.
+    pub config_dtype: Option<String>,
 }
 
 const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM"];
 
-impl LlamaConfig {
-    pub fn from_hf_json(text: &str) -> Result<Self> {
-        let c: HfConfig =
-            serde_json::from_str(text).map_err(|e| Error::model(format!("config.json: {e}")))?;
-        let arch = c
-            .architectures
-            .as_ref()
-            .and_then(|a| a.first().cloned())
-            .or_else(|| c.model_type.clone())
-            .unwrap_or_default();
-        let known = SUPPORTED.contains(&arch.as_str())
-            || matches!(c.model_type.as_deref(), Some("llama") | Some("mistral"));
-        if !known {
+/// transformers' defaults for the fields that change the numbers (`LlamaConfig` / `MistralConfig`
+/// `__init__`, identical in 4.x and 5.x).
+struct TypeDefaults {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    /// `None`: as many as attention heads.
+    num_key_value_heads: Option<usize>,
+    max_position_embeddings: usize,
+    rms_norm_eps: f64,
+    rope_theta: f64,
+    sliding_window: Option<usize>,
+    bos_token_id: u32,
+    eos_token_id: u32,
+}
+
+const LLAMA_DEFAULTS: TypeDefaults = TypeDefaults {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: None,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10_000.0,
+    sliding_window: None,
+    bos_token_id: 1,
+    eos_token_id: 2,
+};
+
+const MISTRAL_DEFAULTS: TypeDefaults = TypeDefaults {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: Some(8),
+    max_position_embeddings: 4096 * 32,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10_000.0,
+    sliding_window: Some(4096),
+    bos_token_id: 1,
+    eos_token_id: 2,
+};
+
+/// Typed access to one JSON object, with errors that name the field and defaults recorded.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    /// Prefix of field names in messages (`text_config.`, `rope_parameters.`).
+    at: &'a str,
+    defaults: Map<String, Value>,
+}
+
+fn bad_field(at: &str, key: &str, v: &Value, want: &str) -> Error {
+    Error::model(format!("config.json: `{at}{key}` is {v}, expected {want}"))
+}
+
+impl<'a> Fields<'a> {
+    fn new(obj: &'a Map<String, Value>, at: &'a str) -> Self {
+        Self {
+            obj,
+            at,
+            defaults: Map::new(),
+        }
+    }
+    /// The value of `key`; `null` counts as missing.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+    fn usize(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| bad_field(self.at, key, v, "a non-negative integer")),
+        }
+    }
+    fn f64(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| bad_field(self.at, key, v, "a number")),
+        }
+    }
+    fn bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| bad_field(self.at, key, v, "true or false")),
+        }
+    }
+    fn str(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| bad_field(self.at, key, v, "a string")),
+        }
+    }
+    fn usize_or(&mut self, key: &str, default: usize) -> Result<usize> {
+        Ok(match self.usize(key)? {
+            Some(x) => x,
+            None => {
+                self.defaults.insert(key.into(), default.into());
+                default
+            }
+        })
+    }
+    fn f64_or(&mut self, key: &str, default: f64) -> Result<f64> {
+        Ok(match self.f64(key)? {
+            Some(x) => x,
+            None => {
+                self.defaults.insert(key.into(), default.into());
+                default
+            }
+        })
+    }
+    fn token_ids(&self, key: &str) -> Result<Option<Vec<u32>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_u64()
+                        .map(|x| x as u32)
+                        .ok_or_else(|| bad_field(self.at, key, x, "token ids"))
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(vec![x as u32]))
+                .ok_or_else(|| bad_field(self.at, key, v, "a token id or a list of them")),
+        }
+    }
+}
+
+fn object<'a>(f: &Fields<'a>, key: &str) -> Result<Option<&'a Map<String, Value>>> {
+    match f.get(key) {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(v) => Err(bad_field(f.at, key, v, "an object")),
+    }
+}
+
+/// transformers' `get_mscale` of YaRN.
+fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * scale.ln() + 1.0
+    }
+}
+
+/// The RoPE settings of a config: `(rope_theta, scaling)`, from transformers 5's
+/// `rope_parameters` or 4.x's `rope_theta` + `rope_scaling`.
+fn read_rope(
+    f: &mut Fields,
+    d: &TypeDefaults,
+    max_position_embeddings: usize,
+) -> Result<(f64, Option<RopeScaling>)> {
+    let top_theta = f.f64("rope_theta")?;
+    // transformers 5 gives a top-level `original_max_position_embeddings` priority (llama3, yarn).
+    let top_original = f.usize("original_max_position_embeddings")?;
+    let params = object(f, "rope_parameters")?;
+    let scaling = object(f, "rope_scaling")?;
+    if let Some(p) = params {
+        if p.values().any(|v| v.is_object()) {
+            return Err(Error::model(
+                "config.json: `rope_parameters` per layer type is not supported (Llama/Mistral use one set)",
+            ));
+        }
+    }
+    // transformers 5 writes only `rope_parameters`; a config carrying both must say the same.
+    if let (Some(p), Some(s)) = (params, scaling) {
+        let strip = |m: &Map<String, Value>| {
+            let mut m = m.clone();
+            m.remove("rope_theta");
+            if let Some(t) = m.remove("type") {
+                m.entry("rope_type").or_insert(t);
+            }
+            m
+        };
+        if strip(p) != strip(s) {
             return Err(Error::model(format!(
-                "unsupported architecture `{arch}` (model_type {:?}); supported: {}",
-                c.model_type.as_deref().unwrap_or("?"),
-                SUPPORTED.join(", ")
+                "config.json: `rope_parameters` {} and `rope_scaling` {} disagree",
+                Value::Object(p.clone()),
+                Value::Object(s.clone())
             )));
         }
-        let rope_scaling = match c.rope_scaling {
-            Some(rs) if rs.rope_type.as_deref() == Some("llama3") => Some(Llama3RopeScaling {
-                factor: rs.factor.unwrap_or(8.0),
-                low_freq_factor: rs.low_freq_factor.unwrap_or(1.0),
-                high_freq_factor: rs.high_freq_factor.unwrap_or(4.0),
-                original_max_position_embeddings: rs
-                    .original_max_position_embeddings
-                    .unwrap_or(8192),
-            }),
-            Some(rs) if matches!(rs.rope_type.as_deref(), None | Some("default")) => None,
-            Some(rs) => {
+    }
+    let (src_name, src) = match (params, scaling) {
+        (Some(p), _) => ("rope_parameters.", Some(p)),
+        (None, Some(s)) => ("rope_scaling.", Some(s)),
+        (None, None) => ("", None),
+    };
+    let empty = Map::new();
+    let r = Fields::new(src.unwrap_or(&empty), src_name);
+    let theta = match (r.f64("rope_theta")?, top_theta) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::model(format!(
+                "config.json: `rope_parameters.rope_theta` {a} and `rope_theta` {b} disagree"
+            )))
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => {
+            f.defaults.insert("rope_theta".into(), d.rope_theta.into());
+            d.rope_theta
+        }
+    };
+    let rope_type = match (r.str("rope_type")?, r.str("type")?) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::model(format!(
+                "config.json: `{src_name}rope_type` {a:?} and `{src_name}type` {b:?} disagree"
+            )))
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => {
+            let other = r.obj.keys().any(|k| k != "rope_theta");
+            if other {
                 return Err(Error::model(format!(
-                    "unsupported rope_scaling type {:?}",
-                    rs.rope_type
+                    "config.json: `{}` has no rope_type",
+                    src_name.trim_end_matches('.')
+                )));
+            }
+            "default"
+        }
+    };
+    let allowed: &[&str] = match rope_type {
+        "default" => &[],
+        "linear" => &["factor"],
+        "dynamic" => &["factor", "original_max_position_embeddings"],
+        "yarn" => &[
+            "factor",
+            "attention_factor",
+            "beta_fast",
+            "beta_slow",
+            "original_max_position_embeddings",
+            "mscale",
+            "mscale_all_dim",
+            "truncate",
+        ],
+        "llama3" => &[
+            "factor",
+            "low_freq_factor",
+            "high_freq_factor",
+            "original_max_position_embeddings",
+        ],
+        other => {
+            return Err(Error::model(format!(
+                "config.json: RoPE type `{other}` is not supported (supported: default, linear, dynamic, yarn, llama3)"
+            )))
+        }
+    };
+    for k in r.obj.keys() {
+        let common = ["rope_type", "type", "rope_theta", "partial_rotary_factor"];
+        if !common.contains(&k.as_str()) && !allowed.contains(&k.as_str()) {
+            return Err(Error::model(format!(
+                "config.json: `{src_name}{k}` is not a parameter of RoPE type `{rope_type}`"
+            )));
+        }
+    }
+    if let Some(p) = r.f64("partial_rotary_factor")? {
+        if p != 1.0 {
+            return Err(Error::model(format!(
+                "config.json: `{src_name}partial_rotary_factor` = {p}: partial rotary embeddings are not supported"
+            )));
+        }
+    }
+    let need = |k: &str| -> Result<f64> {
+        r.f64(k)?.ok_or_else(|| {
+            Error::model(format!(
+                "config.json: RoPE type `{rope_type}` needs `{src_name}{k}`"
+            ))
+        })
+    };
+    let factor_ok = |x: f64| -> Result<f64> {
+        if x.is_finite() && x > 0.0 {
+            Ok(x)
+        } else {
+            Err(Error::model(format!(
+                "config.json: `{src_name}factor` = {x} must be a positive number"
+            )))
+        }
+    };
+    let scaling = match rope_type {
+        "default" => None,
+        "linear" => Some(RopeScaling::Linear {
+            factor: factor_ok(need("factor")?)?,
+        }),
+        "dynamic" => {
+            let original = r
+                .usize("original_max_position_embeddings")?
+                .unwrap_or(max_position_embeddings);
+            if original < max_position_embeddings {
+                return Err(Error::model(format!(
+                    "config.json: dynamic RoPE scaling beyond original_max_position_embeddings ({original} < max_position_embeddings {max_position_embeddings}) is not supported"
+                )));
+            }
+            Some(RopeScaling::Dynamic {
+                factor: factor_ok(need("factor")?)?,
+                original_max_position_embeddings: original,
+            })
+        }
+        "yarn" => {
+            let factor = factor_ok(need("factor")?)?;
+            let original = top_original
+                .or(r.usize("original_max_position_embeddings")?)
+                .unwrap_or(max_position_embeddings);
+            let attention_factor = match r.f64("attention_factor")? {
+                Some(a) => a,
+                None => match (r.f64("mscale")?, r.f64("mscale_all_dim")?) {
+                    (Some(m), Some(a)) if m != 0.0 && a != 0.0 => {
+                        yarn_mscale(factor, m) / yarn_mscale(factor, a)
+                    }
+                    _ => yarn_mscale(factor, 1.0),
+                },
+            };
+            Some(RopeScaling::Yarn(YarnRopeScaling {
+                factor,
+                original_max_position_embeddings: original,
+                beta_fast: r.f64("beta_fast")?.filter(|&b| b != 0.0).unwrap_or(32.0),
+                beta_slow: r.f64("beta_slow")?.filter(|&b| b != 0.0).unwrap_or(1.0),
+                attention_factor,
+                truncate: r.bool("truncate")?.unwrap_or(true),
+            }))
+        }
+        "llama3" => {
+            let original = top_original.or(r.usize("original_max_position_embeddings")?).ok_or_else(|| {
+                Error::model(format!(
+                    "config.json: RoPE type `llama3` needs `{src_name}original_max_position_embeddings`"
+                ))
+            })?;
+            let (low, high) = (need("low_freq_factor")?, need("high_freq_factor")?);
+            if low >= high {
+                return Err(Error::model(format!(
+                    "config.json: llama3 RoPE needs low_freq_factor < high_freq_factor, got {low} and {high}"
+                )));
+            }
+            Some(RopeScaling::Llama3(Llama3RopeScaling {
+                factor: factor_ok(need("factor")?)?,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: original,
+            }))
+        }
+        _ => unreachable!("rope types are checked above"),
+    };
+    Ok((theta, scaling))
+}
+
+impl LlamaConfig {
+    pub fn from_hf_json(text: &str) -> Result<Self> {
+        let root: Value =
+            serde_json::from_str(text).map_err(|e| Error::model(format!("config.json: {e}")))?;
+        let root = root
+            .as_object()
+            .ok_or_else(|| Error::model("config.json: not a JSON object"))?;
+        let top = Fields::new(root, "");
+        // Multimodal wrappers keep the text model's fields in `text_config`.
+        let (obj, at) = match object(&top, "text_config")? {
+            Some(t) => (t, "text_config."),
+            None => (root, ""),
+        };
+        let mut f = Fields::new(obj, at);
+        let model_type = f.str("model_type")?.or(top.str("model_type")?);
+        let arch = match top.get("architectures") {
+            None => None,
+            Some(Value::Array(a)) => match a.first() {
+                None => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(v) => return Err(bad_field("", "architectures", v, "a list of names")),
+            },
+            Some(v) => return Err(bad_field("", "architectures", v, "a list of names")),
+        };
+        let is_mistral = match model_type {
+            Some("llama") => false,
+            Some("mistral") => true,
+            None if arch.as_deref() == Some("LlamaForCausalLM") => false,
+            None if arch.as_deref() == Some("MistralForCausalLM") => true,
+            _ => {
+                return Err(Error::model(format!(
+                    "unsupported architecture `{}` (model_type {:?}); supported: {}",
+                    arch.as_deref().unwrap_or("?"),
+                    model_type.unwrap_or("?"),
+                    SUPPORTED.join(", ")
                 )))
             }
-            None => None,
         };
-        let heads = c.num_attention_heads;
+        let d = if is_mistral {
+            &MISTRAL_DEFAULTS
+        } else {
+            &LLAMA_DEFAULTS
+        };
+        let architecture = arch.unwrap_or_else(|| {
+            if is_mistral {
+                "MistralForCausalLM".into()
+            } else {
+                "LlamaForCausalLM".into()
+            }
+        });
+        if let Some(act) = f.str("hidden_act")? {
+            if act != "silu" {
+                return Err(Error::model(format!(
+                    "config.json: `{at}hidden_act` = {act:?}; only silu is supported"
+                )));
+            }
+        }
+        for bias in ["attention_bias", "mlp_bias"] {
+            if f.bool(bias)? == Some(true) {
+                return Err(Error::model(format!(
+                    "config.json: `{at}{bias}` = true; biases are not supported"
+                )));
+            }
+        }
+        let hidden_size = f.usize_or("hidden_size", d.hidden_size)?;
+        let intermediate_size = f.usize_or("intermediate_size", d.intermediate_size)?;
+        let num_hidden_layers = f.usize_or("num_hidden_layers", d.num_hidden_layers)?;
+        let heads = f.usize_or("num_attention_heads", d.num_attention_heads)?;
+        let kv = f.usize_or(
+            "num_key_value_heads",
+            d.num_key_value_heads.unwrap_or(heads),
+        )?;
+        if heads == 0 || kv == 0 || heads % kv != 0 {
+            return Err(Error::model(format!(
+                "config.json: {heads} attention heads cannot share {kv} key/value heads"
+            )));
+        }
+        let head_dim = match f.usize("head_dim")? {
+            Some(h) => h,
+            None => hidden_size / heads,
+        };
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(Error::model(format!(
+                "config.json: head_dim {head_dim} must be even and positive"
+            )));
+        }
+        let rms_norm_eps = f.f64_or("rms_norm_eps", d.rms_norm_eps)?;
         // TASKS_SPEC §1.3 step 4: the first of n_positions, max_position_embeddings, n_ctx.
-        let max_len = c
-            .n_positions
-            .or(c.max_position_embeddings)
-            .or(c.n_ctx)
-            .unwrap_or(2048);
-        let eos = match c.eos_token_id {
-            Some(OneOrMany::One(x)) => vec![x],
-            Some(OneOrMany::Many(v)) => v,
-            None => vec![],
+        let max_len = match (
+            f.usize("n_positions")?,
+            f.usize("max_position_embeddings")?,
+            f.usize("n_ctx")?,
+        ) {
+            (Some(x), _, _) | (None, Some(x), _) | (None, None, Some(x)) => x,
+            (None, None, None) => {
+                f.defaults.insert(
+                    "max_position_embeddings".into(),
+                    d.max_position_embeddings.into(),
+                );
+                d.max_position_embeddings
+            }
         };
+        let max_pos = f
+            .usize("max_position_embeddings")?
+            .unwrap_or(d.max_position_embeddings);
+        let (rope_theta, rope_scaling) = read_rope(&mut f, d, max_pos)?;
+        let vocab_size = f.usize_or("vocab_size", d.vocab_size)?;
+        // transformers ties by the text config's flag (`get_text_config().tie_word_embeddings`).
+        let tie_word_embeddings = match f.bool("tie_word_embeddings")? {
+            Some(t) => t,
+            None => {
+                f.defaults
+                    .insert("tie_word_embeddings".into(), false.into());
+                false
+            }
+        };
+        // Mistral's window: 4096 when the key is missing, none when it is null. Llama has none.
+        let sliding_window = if !is_mistral {
+            None
+        } else if obj.contains_key("sliding_window") {
+            f.usize("sliding_window")?
+        } else {
+            f.defaults
+                .insert("sliding_window".into(), d.sliding_window.into());
+            d.sliding_window
+        };
+        let bos_token_id = match f
+            .token_ids("bos_token_id")?
+            .or(top.token_ids("bos_token_id")?)
+        {
+            Some(v) => v.first().copied(),
+            None => Some(d.bos_token_id),
+        };
+        let eos_token_ids = f
+            .token_ids("eos_token_id")?
+            .or(top.token_ids("eos_token_id")?)
+            .unwrap_or_else(|| vec![d.eos_token_id]);
+        let config_dtype = match (
+            f.str("dtype")?,
+            f.str("torch_dtype")?,
+            top.str("dtype")?,
+            top.str("torch_dtype")?,
+        ) {
+            (Some(a), ..)
+            | (None, Some(a), ..)
+            | (None, None, Some(a), _)
+            | (None, None, None, Some(a)) => Some(a.to_string()),
+            _ => None,
+        };
+        if let Some(dt) = &config_dtype {
+            if !["float32", "float16", "bfloat16", "auto"].contains(&dt.as_str()) {
+                return Err(Error::model(format!(
+                    "config.json: dtype {dt:?} is not float32, float16 or bfloat16"
+                )));
+            }
+        }
         Ok(Self {
-            architecture: arch,
-            hidden_size: c.hidden_size,
-            intermediate_size: c.intermediate_size,
-            num_hidden_layers: c.num_hidden_layers,
+            architecture,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
             num_attention_heads: heads,
-            num_key_value_heads: c.num_key_value_heads.unwrap_or(heads),
-            head_dim: c.head_dim.unwrap_or(c.hidden_size / heads),
-            rms_norm_eps: c.rms_norm_eps,
-            rope_theta: c.rope_theta.unwrap_or(10_000.0),
+            num_key_value_heads: kv,
+            head_dim,
+            rms_norm_eps,
+            rope_theta,
             rope_scaling,
             max_position_embeddings: max_len,
-            vocab_size: c.vocab_size,
-            tie_word_embeddings: c.tie_word_embeddings.unwrap_or(false),
-            sliding_window: c.sliding_window,
-            bos_token_id: c.bos_token_id,
-            eos_token_ids: eos,
+            vocab_size,
+            tie_word_embeddings,
+            sliding_window,
+            bos_token_id,
+            eos_token_ids,
+            defaults: f.defaults,
+            config_dtype,
+        })
+    }
+
+    /// What the fingerprint records about the config: RoPE, defaults applied, saved dtype.
+    pub fn describe(&self) -> Value {
+        let rope = match &self.rope_scaling {
+            None => serde_json::json!({"rope_type": "default", "rope_theta": self.rope_theta}),
+            Some(RopeScaling::Linear { factor }) => {
+                serde_json::json!({"rope_type": "linear", "rope_theta": self.rope_theta, "factor": factor})
+            }
+            Some(RopeScaling::Dynamic {
+                factor,
+                original_max_position_embeddings,
+            }) => serde_json::json!({"rope_type": "dynamic", "rope_theta": self.rope_theta,
+                "factor": factor, "original_max_position_embeddings": original_max_position_embeddings}),
+            Some(RopeScaling::Yarn(y)) => {
+                serde_json::json!({"rope_type": "yarn", "rope_theta": self.rope_theta,
+                "factor": y.factor, "original_max_position_embeddings": y.original_max_position_embeddings,
+                "beta_fast": y.beta_fast, "beta_slow": y.beta_slow, "attention_factor": y.attention_factor,
+                "truncate": y.truncate})
+            }
+            Some(RopeScaling::Llama3(s)) => {
+                serde_json::json!({"rope_type": "llama3", "rope_theta": self.rope_theta,
+                "factor": s.factor, "low_freq_factor": s.low_freq_factor, "high_freq_factor": s.high_freq_factor,
+                "original_max_position_embeddings": s.original_max_position_embeddings})
+            }
+        };
+        serde_json::json!({
+            "rope": rope,
+            "sliding_window": self.sliding_window,
+            "defaults_applied": self.defaults,
+            "saved_dtype": self.config_dtype,
         })
     }
 
@@ -176,7 +695,7 @@ impl LlamaConfig {
             head_dim,
             rms_norm_eps: md_f64(ct, &format!("{arch}.attention.layer_norm_rms_epsilon"))?,
             rope_theta: md_f64(ct, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0),
-            rope_scaling: None,
+            rope_scaling: gguf_rope_scaling(ct, &arch)?,
             max_position_embeddings: u("context_length").unwrap_or(2048),
             vocab_size: vocab,
             tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
@@ -188,6 +707,8 @@ impl LlamaConfig {
                 .ok()
                 .map(|x| vec![x as u32])
                 .unwrap_or_default(),
+            defaults: Map::new(),
+            config_dtype: None,
         })
     }
 
@@ -217,27 +738,66 @@ impl LlamaConfig {
             v["eos_token_id"] = (*e).into();
         }
         if let Some(w) = self.sliding_window {
+            // transformers' Llama ignores `sliding_window`; its Mistral applies it.
+            v["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+            v["model_type"] = "mistral".into();
             v["sliding_window"] = w.into();
+        }
+        if self.rope_scaling.is_some() {
+            let mut r = self.describe()["rope"].clone();
+            if let Some(m) = r.as_object_mut() {
+                m.remove("rope_theta");
+            }
+            v["rope_scaling"] = r;
         }
         v
     }
 
-    /// RoPE inverse frequencies, with Llama 3 scaling applied when configured.
+    /// RoPE inverse frequencies with the configured scaling applied (transformers'
+    /// `ROPE_INIT_FUNCTIONS`).
     pub fn inv_freq(&self) -> Vec<f32> {
         let d = self.head_dim;
         let base: Vec<f64> = (0..d / 2)
             .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / d as f64))
             .collect();
-        match &self.rope_scaling {
-            None => base.into_iter().map(|x| x as f32).collect(),
-            Some(s) => {
+        let scaled: Vec<f64> = match &self.rope_scaling {
+            None | Some(RopeScaling::Dynamic { .. }) => base,
+            Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
+            Some(RopeScaling::Yarn(y)) => {
+                let dim = d as f64;
+                let correction = |rotations: f64| {
+                    dim * (y.original_max_position_embeddings as f64
+                        / (rotations * 2.0 * std::f64::consts::PI))
+                        .ln()
+                        / (2.0 * self.rope_theta.ln())
+                };
+                let (mut low, mut high) = (correction(y.beta_fast), correction(y.beta_slow));
+                if y.truncate {
+                    low = low.floor();
+                    high = high.ceil();
+                }
+                let low = low.max(0.0);
+                let mut high = high.min(dim - 1.0);
+                if low == high {
+                    high += 0.001;
+                }
+                base.into_iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                        let extrapolation = 1.0 - ramp;
+                        f / y.factor * (1.0 - extrapolation) + f * extrapolation
+                    })
+                    .collect()
+            }
+            Some(RopeScaling::Llama3(s)) => {
                 let old = s.original_max_position_embeddings as f64;
                 let low_wavelen = old / s.low_freq_factor;
                 let high_wavelen = old / s.high_freq_factor;
                 base.into_iter()
                     .map(|f| {
                         let wavelen = 2.0 * std::f64::consts::PI / f;
-                        let v = if wavelen < high_wavelen {
+                        if wavelen < high_wavelen {
                             f
                         } else if wavelen > low_wavelen {
                             f / s.factor
@@ -245,12 +805,71 @@ impl LlamaConfig {
                             let smooth = (old / wavelen - s.low_freq_factor)
                                 / (s.high_freq_factor - s.low_freq_factor);
                             (1.0 - smooth) * f / s.factor + smooth * f
-                        };
-                        v as f32
+                        }
                     })
                     .collect()
             }
+        };
+        scaled.into_iter().map(|x| x as f32).collect()
+    }
+
+    /// The factor cos and sin are multiplied by (YaRN's attention scaling; 1 otherwise).
+    pub fn rope_attention_factor(&self) -> f64 {
+        match &self.rope_scaling {
+            Some(RopeScaling::Yarn(y)) => y.attention_factor,
+            _ => 1.0,
         }
+    }
+
+    /// The scaling as llama.cpp stores it for the llama architecture: a `rope_freqs` vector of
+    /// per-frequency divisors (None for the default frequencies). YaRN has no such form.
+    pub fn rope_freq_divisors(&self) -> Result<Option<Vec<f32>>> {
+        match &self.rope_scaling {
+            None | Some(RopeScaling::Dynamic { .. }) => Ok(None),
+            Some(RopeScaling::Yarn(_)) => Err(Error::model(
+                "YaRN RoPE scaling cannot be written as a llama GGUF rope_freqs vector",
+            )),
+            Some(_) => {
+                let plain = LlamaConfig {
+                    rope_scaling: None,
+                    ..self.clone()
+                };
+                Ok(Some(
+                    plain
+                        .inv_freq()
+                        .iter()
+                        .zip(self.inv_freq())
+                        .map(|(b, s)| b / s)
+                        .collect(),
+                ))
+            }
+        }
+    }
+}
+
+/// `{arch}.rope.scaling.type`: none or linear (llama.cpp's other types are refused).
+fn gguf_rope_scaling(ct: &gguf_file::Content, arch: &str) -> Result<Option<RopeScaling>> {
+    let key = format!("{arch}.rope.scaling.type");
+    if !ct.metadata.contains_key(&key) {
+        return Ok(None);
+    }
+    match md_str(ct, &key)?.as_str() {
+        "none" => Ok(None),
+        "linear" => {
+            let factor = md_f64(ct, &format!("{arch}.rope.scaling.factor"))?;
+            if factor == 1.0 || factor == 0.0 {
+                Ok(None)
+            } else if factor.is_finite() && factor > 0.0 {
+                Ok(Some(RopeScaling::Linear { factor }))
+            } else {
+                Err(Error::model(format!(
+                    "GGUF `{arch}.rope.scaling.factor` = {factor}"
+                )))
+            }
+        }
+        other => Err(Error::model(format!(
+            "GGUF RoPE scaling type `{other}` is not supported (supported: none, linear)"
+        ))),
     }
 }
 

@@ -77,13 +77,15 @@ impl Llama {
             }
         }
         let half = inv.len();
+        // YaRN scales cos and sin (1 for every other RoPE type).
+        let m = self.cfg.rope_attention_factor() as f32;
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         for p in start..start + len {
             for &f in &inv {
                 let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
+                cos.push(a.cos() * m);
+                sin.push(a.sin() * m);
             }
         }
         Ok((

@@ -212,6 +212,27 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
     })
 }
 
+/// Where the text model's tensors start: `model.` for a plain causal LM, `model.language_model.`
+/// or `language_model.model.` inside a multimodal wrapper.
+fn text_prefix(names: &BTreeSet<String>) -> Result<String> {
+    let mut found: Vec<&str> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix("embed_tokens.weight"))
+        .filter(|p| {
+            names.contains(&format!("{p}layers.0.input_layernorm.weight"))
+                || names.contains(&format!("{p}norm.weight"))
+        })
+        .collect();
+    found.sort_by_key(|p| p.len());
+    match found.first() {
+        Some(p) => Ok(p.to_string()),
+        None if names.contains("model.embed_tokens.weight") => Ok("model.".into()),
+        None => Err(Error::model(
+            "no `model.embed_tokens.weight` (nor a wrapped `...embed_tokens.weight`) in the safetensors files",
+        )),
+    }
+}
+
 fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
     let mut h = Sha256::new();
@@ -255,6 +276,44 @@ pub fn load(model: &str, opts: &LoadOptions) -> Result<Loaded> {
     }
 }
 
+/// The tokenizer [`load`] would give the model, without loading the weights.
+pub fn load_tokenizer(model: &str, opts: &LoadOptions) -> Result<tokenizers::Tokenizer> {
+    match resolve(model)? {
+        ModelFiles::Gguf { path } => {
+            let (ct, _) = read_gguf(&path)?;
+            gguf_tokenizer(&ct, &path, opts)
+        }
+        ModelFiles::Hf {
+            config, tokenizer, ..
+        } => hf_tokenizer(&config, tokenizer.as_deref(), opts),
+    }
+}
+
+fn gguf_tokenizer(
+    ct: &gguf_file::Content,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<tokenizers::Tokenizer> {
+    match &opts.tokenizer {
+        Some(t) => tokenizer::from_file(t),
+        None => tokenizer::from_gguf(ct).map_err(|e| Error::file(path, e)),
+    }
+}
+
+fn hf_tokenizer(
+    config: &Path,
+    tok_path: Option<&Path>,
+    opts: &LoadOptions,
+) -> Result<tokenizers::Tokenizer> {
+    match (opts.tokenizer.as_deref(), tok_path) {
+        (Some(t), _) | (None, Some(t)) => tokenizer::from_file(t),
+        (None, None) => Err(Error::file(
+            config.parent().unwrap_or(config),
+            "no tokenizer.json (pass --tokenizer)",
+        )),
+    }
+}
+
 /// Read a GGUF header and check that every tensor lies inside the file.
 pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File)> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
@@ -280,11 +339,12 @@ pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File)> {
 
 fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded> {
     let (ct, mut f) = read_gguf(path)?;
-    let cfg = LlamaConfig::from_gguf(&ct).map_err(|e| Error::file(path, e))?;
-    let tok = match &opts.tokenizer {
-        Some(t) => tokenizer::from_file(t)?,
-        None => tokenizer::from_gguf(&ct).map_err(|e| Error::file(path, e))?,
-    };
+    let mut cfg = LlamaConfig::from_gguf(&ct).map_err(|e| Error::file(path, e))?;
+    let config_description = cfg.describe();
+    // llama.cpp's linear scaling becomes per-frequency divisors, which both compute paths apply.
+    let linear_divisors = cfg.rope_freq_divisors().map_err(|e| Error::file(path, e))?;
+    cfg.rope_scaling = None;
+    let tok = gguf_tokenizer(&ct, path, opts)?;
     let mut dtypes = BTreeSet::new();
     let mut get = |name: &str| -> Result<QTensor> {
         ct.tensor(&mut f, name, &Device::Cpu)
@@ -342,6 +402,10 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
     } else {
         None
     };
+    let rope_freq_factors = match (rope_freq_factors, linear_divisors) {
+        (Some(a), Some(b)) => Some(a.iter().zip(b).map(|(x, y)| x * y).collect()),
+        (a, b) => a.or(b),
+    };
     let chat_template = ct
         .metadata
         .get("tokenizer.chat_template")
@@ -357,6 +421,7 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
         "format": "gguf",
         "sha256": sha256_file(path)?,
         "architecture": cfg.architecture,
+        "config": config_description,
         "eos_token_ids": cfg.eos_token_ids,
         "weight_types": dtypes.into_iter().collect::<Vec<_>>(),
         "compute": match opts.quant_mode {
@@ -397,16 +462,7 @@ fn load_hf(
         &std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?,
     )
     .map_err(|e| Error::file(config, e))?;
-    let tok = match (&opts.tokenizer, tok_path) {
-        (Some(t), _) => tokenizer::from_file(t)?,
-        (None, Some(t)) => tokenizer::from_file(t)?,
-        (None, None) => {
-            return Err(Error::file(
-                config.parent().unwrap_or(config),
-                "no tokenizer.json (pass --tokenizer)",
-            ))
-        }
-    };
+    let tok = hf_tokenizer(config, tok_path, opts)?;
     for w in weights {
         if !w.is_file() {
             return Err(Error::file(w, "weight file is missing"));
@@ -424,35 +480,72 @@ fn load_hf(
                     .join(", ")
             ))
         })?;
+    let config_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?)
+            .map_err(|e| Error::file(config, e))?;
+    let awq = match config_json.get("quantization_config") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(q) => Some(crate::awq::AwqConfig::from_json(q).map_err(|e| Error::file(config, e))?),
+    };
+    let names: BTreeSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
+    let prefix = text_prefix(&names)?;
     let get = |name: &str, dt: DType| -> Result<Tensor> {
         Ok(st
             .load(name, &Device::Cpu)
             .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?
             .to_dtype(dt)?)
     };
-    let lin = |name: &str| -> Result<Weight> { Ok(Weight::Dense(get(name, opts.dtype)?)) };
+    // One linear layer `<p>.weight`, or AWQ's `<p>.qweight/.qzeros/.scales` dequantized to the
+    // chosen dtype (one layer at a time: the f32 copy of a single matrix is all that is added).
+    let lin = |p: &str| -> Result<Weight> {
+        let qweight = format!("{p}.qweight");
+        match &awq {
+            Some(a) if names.contains(&qweight) => {
+                let raw = |part: &str| {
+                    st.load(&format!("{p}.{part}"), &Device::Cpu)
+                        .map_err(|e| Error::model(format!("AWQ tensor `{p}.{part}`: {e}")))
+                };
+                let w = crate::awq::dequantize_awq_gemm(
+                    &raw("qweight")?,
+                    &raw("qzeros")?,
+                    &raw("scales")?,
+                    a.group_size,
+                )
+                .map_err(|e| Error::model(format!("`{p}`: {e}")))?;
+                Ok(Weight::Dense(w.to_dtype(opts.dtype)?))
+            }
+            _ => Ok(Weight::Dense(get(&format!("{p}.weight"), opts.dtype)?)),
+        }
+    };
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
     for i in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{i}");
+        let p = format!("{prefix}layers.{i}");
         layers.push(Layer {
             attn_norm: get(&format!("{p}.input_layernorm.weight"), DType::F32)?,
-            q: lin(&format!("{p}.self_attn.q_proj.weight"))?,
-            k: lin(&format!("{p}.self_attn.k_proj.weight"))?,
-            v: lin(&format!("{p}.self_attn.v_proj.weight"))?,
-            o: lin(&format!("{p}.self_attn.o_proj.weight"))?,
+            q: lin(&format!("{p}.self_attn.q_proj"))?,
+            k: lin(&format!("{p}.self_attn.k_proj"))?,
+            v: lin(&format!("{p}.self_attn.v_proj"))?,
+            o: lin(&format!("{p}.self_attn.o_proj"))?,
             ffn_norm: get(&format!("{p}.post_attention_layernorm.weight"), DType::F32)?,
-            gate: lin(&format!("{p}.mlp.gate_proj.weight"))?,
-            up: lin(&format!("{p}.mlp.up_proj.weight"))?,
-            down: lin(&format!("{p}.mlp.down_proj.weight"))?,
+            gate: lin(&format!("{p}.mlp.gate_proj"))?,
+            up: lin(&format!("{p}.mlp.up_proj"))?,
+            down: lin(&format!("{p}.mlp.down_proj"))?,
         });
     }
-    let embed = get("model.embed_tokens.weight", DType::F32)?;
-    let lm_head = if cfg.tie_word_embeddings || st.get("lm_head.weight").is_err() {
-        Weight::Dense(embed.to_dtype(opts.dtype)?)
-    } else {
-        lin("lm_head.weight")?
+    let embed = get(&format!("{prefix}embed_tokens.weight"), DType::F32)?;
+    // The head sits beside the text model: `lm_head` (transformers 5 wrappers, plain models) or
+    // `language_model.lm_head` (4.x wrappers).
+    let outer = prefix.strip_suffix("model.").unwrap_or("");
+    let head = [format!("{outer}lm_head"), "lm_head".to_string()]
+        .into_iter()
+        .find(|h| {
+            names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight"))
+        });
+    let lm_head = match head {
+        Some(h) if !cfg.tie_word_embeddings => lin(&h)?,
+        _ => Weight::Dense(embed.to_dtype(opts.dtype)?),
     };
-    let norm = get("model.norm.weight", DType::F32)?;
+    let norm = get(&format!("{prefix}norm.weight"), DType::F32)?;
     let tc: Option<serde_json::Value> = match tok_config {
         Some(p) => Some(
             serde_json::from_str(&std::fs::read_to_string(p)?).map_err(|e| Error::file(p, e))?,
@@ -481,9 +574,14 @@ fn load_hf(
     let fingerprint = serde_json::json!({
         "source": model_ref,
         "path": dir.display().to_string(),
-        "format": "safetensors",
+        "format": if awq.is_some() { "safetensors-awq" } else { "safetensors" },
+        "quantization": awq.as_ref().map(|a| serde_json::json!({
+            "method": "awq", "version": "gemm", "bits": a.bits, "group_size": a.group_size,
+            "dequantized_to": format!("{:?}", opts.dtype).to_lowercase(),
+        })),
         "sha256": hashes,
         "architecture": cfg.architecture,
+        "config": cfg.describe(),
         "eos_token_ids": cfg.eos_token_ids,
         "compute": format!("{:?}", opts.dtype).to_lowercase(),
         "tokenizer": "tokenizer.json",
