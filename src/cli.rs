@@ -305,8 +305,6 @@ pub fn main() -> Result<i32> {
             }
         },
         Cmd::Quantize(q) => crate::quantize::run_quantize(&q).map(|_| 0),
-        Cmd::Fc { model, args } => fc(model, args),
-        Cmd::Json { model, args } => json(model, args),
         Cmd::Tokenize {
             model,
             tokenizer,

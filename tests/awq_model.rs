@@ -172,7 +172,7 @@ fn awq_gemm_dir_loads_through_model_and_equals_its_dequantized_f32_weights() {
     let (awq_dir, deq_dir) = dirs();
     let mut awq = load(&awq_dir);
     let mut deq = load(&deq_dir);
-    let fp = awq.fingerprint();
+    let fp = awq.details();
     assert_eq!(fp["format"], "safetensors-awq");
     assert_eq!(fp["quantization"]["method"], "awq");
     assert_eq!(fp["quantization"]["group_size"], GROUP);

@@ -169,6 +169,8 @@ fn every_card_harness_task_matches_per_request_and_per_document() {
             task,
             docs,
             &mut engine::RequestCache::disabled(),
+            &hermes_eval::chat::ChatTemplate::chatml("<|im_end|>"),
+            &engine::EngineOptions::default(),
             &stop,
             |_| {},
         )
@@ -179,7 +181,7 @@ fn every_card_harness_task_matches_per_request_and_per_document() {
         for (k, w) in want.iter().enumerate() {
             let doc = &run.docs[k];
             for (r, &i) in w["requests"].as_array().unwrap().iter().zip(&order[k]) {
-                let (got, exp) = (run.lls[k][i].logprob, r["loglik"].as_f64().unwrap());
+                let (got, exp) = (run.responses[k].lls[i].logprob, r["loglik"].as_f64().unwrap());
                 let d = (got - exp).abs();
                 s.3 = s.3.max(d);
                 task_worst = task_worst.max(d);
@@ -191,7 +193,8 @@ fn every_card_harness_task_matches_per_request_and_per_document() {
                 );
             }
             for (metric, v) in w["metrics"].as_object().unwrap() {
-                let got = run.metrics[k]
+                let got = run.scores[k]
+                    .metrics
                     .get(metric)
                     .copied()
                     .unwrap_or_else(|| panic!("{name} doc {}: no metric {metric}", doc.id));
@@ -224,7 +227,7 @@ fn every_card_harness_task_matches_per_request_and_per_document() {
                     g["max_new_tokens"].as_u64().unwrap()
                 );
                 assert_eq!(
-                    run.generations[k].as_deref(),
+                    run.responses[k].generation.as_deref(),
                     Some(g["output"].as_str().unwrap()),
                     "{name} doc {}: greedy generation",
                     doc.id

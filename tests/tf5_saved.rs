@@ -37,7 +37,7 @@ fn transformers_5_config_of_the_test_model_scores_like_lm_eval() {
     }
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     let mut m = CandleLm::load(dir.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
-    assert_eq!(m.fingerprint()["config"]["rope"]["rope_theta"], 100000.0);
+    assert_eq!(m.details()["config"]["rope"]["rope_theta"], 100000.0);
     let (mut n, mut worst) = (0, 0f64);
     for task in ["arc_easy", "hellaswag", "piqa", "winogrande"] {
         for d in read_jsonl(&shared().join(format!("reference/lm-eval-f32/{task}.jsonl")))

@@ -2,7 +2,7 @@
 //! with this crate's Unicode tables).
 use unicode_general_category::{get_general_category, GeneralCategory as G};
 
-pub use crate::pystr::{is_space, lstrip, rstrip, strip};
+pub use crate::py::text::{is_space, lstrip, rstrip, strip};
 
 /// `re`'s `\w` on a `str` pattern: `str.isalnum()` (letters and numbers by general category,
 /// not Rust's `Alphabetic`, which also takes combining vowel signs) or `_`.
