@@ -194,7 +194,10 @@ fn every_card_harness_task_matches_per_request_and_per_document() {
         for (k, w) in want.iter().take(scored).enumerate() {
             let doc = &run.docs[k];
             for (r, &i) in w["requests"].as_array().unwrap().iter().zip(&order[k]) {
-                let (got, exp) = (run.responses[k].lls[i].logprob, r["loglik"].as_f64().unwrap());
+                let (got, exp) = (
+                    run.responses[k].lls[i].logprob,
+                    r["loglik"].as_f64().unwrap(),
+                );
                 let d = (got - exp).abs();
                 s.3 = s.3.max(d);
                 task_worst = task_worst.max(d);
