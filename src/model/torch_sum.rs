@@ -190,6 +190,8 @@ pub fn sleef_expf(d: f32) -> f32 {
 /// and mantissa from `vgetexp`/`vgetmant`, the same split but at float rounding boundaries of
 /// `d·(4/3)`): log within 1 ulp, through a
 /// double-float (`vfloat2`) evaluation: `log(d) = e·ln2 + 2x + x³·t(x²)`, `x = (m-1)/(m+1)`.
+// Sleef's own f32 split of ln 2 (hi + lo), not an approximation of the std constant.
+#[allow(clippy::approx_constant, clippy::excessive_precision)]
 pub fn sleef_logf(d: f32) -> f32 {
     if d.is_nan() || d < 0.0 {
         return f32::NAN;
@@ -330,6 +332,8 @@ fn row_sum<const W: usize>(data: &[f32]) -> [f32; W] {
 /// `multi_row_sum`: `size` rows of `R` elements (of `W` floats) summed column-wise through a
 /// cascade of 4 accumulator levels; a level is flushed into the next after every `2^level_power`
 /// rows of the level below.
+// Index loops mirror torch's `multi_row_sum` (aten/src/ATen/native/cpu/SumKernel.cpp) line by line.
+#[allow(clippy::needless_range_loop)]
 fn multi_row_sum<const W: usize, const R: usize>(data: &[f32], size: usize) -> [[f32; W]; R] {
     const LEVELS: usize = 4;
     let level_power = (ceil_log2(size) / LEVELS as u32).max(4);

@@ -141,7 +141,7 @@ const SCORERS: &[&str] = &[
 ];
 
 /// A loaded, validated task.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Task {
     pub name: String,
     pub version: u32,
@@ -301,7 +301,6 @@ impl Task {
         })
     }
 
-    /// Metric names in table order.
     /// This task with its chat judge settings overridden (`--parser`, `--schema-order`); the
     /// same task when nothing is overridden or it is not a chat task.
     pub fn with_overrides(
@@ -311,7 +310,7 @@ impl Task {
     ) -> Result<Task> {
         let origin = format!("task {}", self.name);
         if self.def.docs.is_none() || (parser.is_none() && schema_order.is_none()) {
-            return Task::from_toml(&self.source, &origin);
+            return Ok(self.clone());
         }
         let mut def = self.def.clone();
         let mut c = def.chat.unwrap_or_default();
@@ -326,6 +325,7 @@ impl Task {
         Task::from_toml(&src, &origin)
     }
 
+    /// Metric names in table order.
     pub fn metric_names(&self) -> Vec<String> {
         self.def.metrics.clone()
     }
@@ -387,7 +387,7 @@ impl Task {
     /// Turn one dataset row into a `Doc` (requests rendered as strings).
     pub fn build_doc(&self, id: usize, row: Value) -> Result<Doc> {
         if let Some(b) = &self.def.docs {
-            let def = self.def.chat.clone().unwrap_or_else(ChatDef::default);
+            let def = self.def.chat.clone().unwrap_or_default();
             return chat::build_doc(b, id, row, &def, &self.def.dataset)
                 .map_err(|m| Error::task(&self.name, format!("doc {id}: {}", one_line(m))));
         }
@@ -525,7 +525,7 @@ impl Task {
     /// Score one document from its responses (every scorer returns a [`Score`]).
     pub fn score(&self, doc: &Doc, resp: &Responses) -> Result<Score> {
         if let Some(c) = &doc.chat {
-            let def = self.def.chat.clone().unwrap_or_else(ChatDef::default);
+            let def = self.def.chat.clone().unwrap_or_default();
             return Ok(chat::score(&self.def.metrics, &def, c, resp));
         }
         let metrics = self.process_results(doc, &resp.lls, resp.generation.as_deref())?;
