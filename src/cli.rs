@@ -54,6 +54,19 @@ enum Cmd {
     /// JSON-mode / schema-compliance evaluation: `run --tasks` on the task of the dataset
     /// (json_mode_eval, json_mode_eval_maskbench, jsonschemabench_<subset>).
     Json(JsonArgs),
+    /// Combine the output directories of `run --shard 0/n` … `--shard n-1/n` into the results,
+    /// samples and tables one unsharded run writes. Refuses shards of different plans, missing
+    /// or duplicated shards.
+    Merge {
+        /// The shard output directories.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Where to write the merged run.
+        #[arg(long)]
+        output: PathBuf,
+        #[command(flatten)]
+        tasks: TasksDirArg,
+    },
     /// Compare two runs per task with paired tests; a CI gate (exit 0 pass, 1 regression, 2 error).
     Compare(crate::compare::CompareArgs),
     /// Write a re-quantized GGUF (q8_0, q4_0, q4_1, q4_k, q5_k, q6_k) with candle's quantizers.
@@ -175,6 +188,11 @@ struct CommonArgs {
     /// With several --model: significance level of the paired tests.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
+    /// Evaluate shard i of n: a deterministic 1/n of every task's documents (whole documents,
+    /// balanced by tokens, from the plan after --limit). Writes samples and shard.json; combine
+    /// the n output directories with `hermes-eval merge`.
+    #[arg(long, value_name = "i/n")]
+    shard: Option<crate::shard::Shard>,
 }
 
 #[derive(Args)]
@@ -273,6 +291,14 @@ pub fn main() -> Result<i32> {
             let results = report::rescore(&path, &reg)?;
             print!("{}", report::render_report(&reg, &results));
             report::card::report_outputs(&path, &reg, &results, card.as_deref())?;
+            Ok(0)
+        }
+        Cmd::Merge {
+            shards,
+            output,
+            tasks,
+        } => {
+            crate::shard::merge(&shards, &output, &registry(&tasks)?)?;
             Ok(0)
         }
         Cmd::Export { gguf, out } => {
@@ -399,6 +425,7 @@ fn run_plan(suite: Option<String>, tasks: Vec<String>, a: CommonArgs) -> Result<
             max_avg_drop: a.max_avg_drop,
             alpha: a.alpha,
         },
+        shard: a.shard,
     };
     let stop = install_ctrlc();
     Ok(crate::run::run(&plan, &reg, &stop)?)

@@ -135,8 +135,9 @@ impl RequestCache {
         self.map.get(&self.key(r)).copied()
     }
 
-    fn put(&mut self, r: &TokenRequest, l: Loglik) -> Result<()> {
-        let k = self.key(r);
+    /// Store the answer of the request whose [`RequestCache::key`] is `k` (appended to the
+    /// cache file at once, so an interrupted run keeps it).
+    fn put(&mut self, k: String, l: Loglik) -> Result<()> {
         if let Some(f) = self.file.as_mut() {
             writeln!(
                 f,
@@ -173,8 +174,8 @@ impl RequestCache {
         self.gens.get(&self.gen_key(prompt, o)).cloned()
     }
 
-    fn put_gen(&mut self, prompt: &[u32], o: &GenOptions, ids: Vec<u32>) -> Result<()> {
-        let k = self.gen_key(prompt, o);
+    /// Store the generation whose [`RequestCache::gen_key`] is `k`.
+    fn put_gen(&mut self, k: String, ids: Vec<u32>) -> Result<()> {
         if let Some(f) = self.file.as_mut() {
             writeln!(f, "{}", serde_json::json!({"k": k, "gen": ids}))?;
         }
@@ -241,6 +242,7 @@ pub fn eos_ids(model: &dyn LanguageModel) -> Vec<u32> {
 
 /// Score `docs` of `task`. `tick` is called with the number of finished documents; `stop` is
 /// polled between backend calls (Ctrl-C): what was finished is returned with `partial = true`.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     model: &mut dyn LanguageModel,
     task: &Task,
@@ -287,6 +289,36 @@ pub fn evaluate(
         }
     }
     Ok(run)
+}
+
+/// The tokens each document puts through the model: its log-likelihood requests' contexts and
+/// continuations, and its generation prompt plus the most new tokens it may take. What
+/// `--shard` balances.
+pub fn doc_token_counts(
+    model: &dyn LanguageModel,
+    task: &Task,
+    docs: &[Doc],
+    chat: &ChatTemplate,
+    opts: &EngineOptions,
+) -> Result<Vec<usize>> {
+    let eos = eos_ids(model);
+    let eos_str: Option<String> = eos.first().and_then(|&i| model.tokenizer().id_to_token(i));
+    let mut out = Vec::with_capacity(docs.len());
+    for window in docs.chunks(opts.window.max(1)) {
+        let w = Window::plan(model, task, window, chat, opts, &eos, eos_str.as_deref())?;
+        for (lls, gen) in w.lls.iter().zip(&w.gens) {
+            let ll: usize = lls
+                .iter()
+                .map(|r| r.context.len() + r.continuation.len())
+                .sum();
+            out.push(
+                ll + gen
+                    .as_ref()
+                    .map_or(0, |g| g.prompt.len() + g.opts.max_new_tokens),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// One generation job of a window.
@@ -412,16 +444,18 @@ impl Window {
                 .unwrap_or(0)
         };
         order.sort_by_key(|&d| std::cmp::Reverse(doc_len(&self.lls[d])));
-        let mut todo: Vec<&TokenRequest> = vec![];
+        // Each request's cache key is computed once.
+        let mut todo: Vec<(String, &TokenRequest)> = vec![];
         for &d in &order {
             for r in &self.lls[d] {
-                if cache.get(r).is_some() {
+                let k = cache.key(r);
+                if cache.map.contains_key(&k) {
                     cache.hits += 1;
                     continue;
                 }
-                let w = waiters.entry(cache.key(r)).or_default();
+                let w = waiters.entry(k.clone()).or_default();
                 if w.is_empty() {
-                    todo.push(r);
+                    todo.push((k, r));
                 }
                 if !w.contains(&d) {
                     w.push(d);
@@ -430,18 +464,17 @@ impl Window {
             }
         }
         // Generations: longest prompts first, same options together.
-        let mut jobs: Vec<(usize, &GenJob)> = vec![];
+        let mut jobs: Vec<(String, &GenJob)> = vec![];
         for (d, j) in self.gens.iter().enumerate() {
             let Some(j) = j else { continue };
-            if cache.get_gen(&j.prompt, &j.opts).is_some() {
+            let k = cache.gen_key(&j.prompt, &j.opts);
+            if cache.gens.contains_key(&k) {
                 cache.hits += 1;
                 continue;
             }
-            let w = waiters
-                .entry(cache.gen_key(&j.prompt, &j.opts))
-                .or_default();
+            let w = waiters.entry(k.clone()).or_default();
             if w.is_empty() {
-                jobs.push((d, j));
+                jobs.push((k, j));
             }
             w.push(d);
             pending[d] += 1;
@@ -460,7 +493,7 @@ impl Window {
             if stop.load(Ordering::SeqCst) {
                 return Ok(false);
             }
-            let reqs: Vec<TokenRequest> = batch.iter().map(|r| (*r).clone()).collect();
+            let reqs: Vec<TokenRequest> = batch.iter().map(|(_, r)| (*r).clone()).collect();
             let out = model.loglikelihood(&reqs)?;
             if out.len() != reqs.len() {
                 return Err(Error::model(format!(
@@ -469,24 +502,28 @@ impl Window {
                     reqs.len()
                 )));
             }
-            for (r, l) in reqs.iter().zip(out) {
+            for ((k, _), l) in batch.iter().zip(out) {
                 if !l.logprob.is_finite() {
                     return Err(Error::task(
                         &task.name,
                         "model returned a non-finite log-likelihood",
                     ));
                 }
-                cache.put(r, l)?;
-                finish(&cache.key(r), &mut complete);
+                finish(k, &mut complete);
+                cache.put(k.clone(), l)?;
             }
             done(complete);
         }
         jobs.sort_by_key(|(_, j)| std::cmp::Reverse(j.prompt.len()));
-        while let Some((_, first)) = jobs.first() {
-            let key = serde_json::to_string(&first.opts)?;
-            let (same, rest): (Vec<(usize, &GenJob)>, Vec<(usize, &GenJob)>) = jobs
-                .iter()
-                .partition(|(_, j)| serde_json::to_string(&j.opts).ok().as_ref() == Some(&key));
+        // Batches of prompts with equal options (a task's jobs mostly share them), longest first.
+        let mut groups: Vec<Vec<(String, &GenJob)>> = vec![];
+        for job in jobs {
+            match groups.iter_mut().find(|g| g[0].1.opts == job.1.opts) {
+                Some(g) => g.push(job),
+                None => groups.push(vec![job]),
+            }
+        }
+        for same in groups {
             for batch in same.chunks(opts.batch_size) {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(false);
@@ -507,13 +544,12 @@ impl Window {
                         batch.len()
                     )));
                 }
-                for ((_, j), g) in batch.iter().zip(out) {
-                    cache.put_gen(&j.prompt, &j.opts, g)?;
-                    finish(&cache.gen_key(&j.prompt, &j.opts), &mut complete);
+                for ((k, _), g) in batch.iter().zip(out) {
+                    finish(k, &mut complete);
+                    cache.put_gen(k.clone(), g)?;
                 }
                 done(complete);
             }
-            jobs = rest;
         }
         Ok(true)
     }

@@ -13,6 +13,8 @@ pub enum Error {
     Model(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("merge: {0}")]
+    Merge(String),
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]

@@ -9,7 +9,8 @@
 //!   ─▶ tasks' scorers (Score per doc) ─▶ metrics ─▶ report (card tables, results JSON, samples)
 //! ```
 //!
-//! `run` orchestrates a run (several models, comparison gate); `cli` only parses arguments.
+//! `run` orchestrates a run (several models, comparison gate), `shard` splits one across
+//! machines and merges it back; `cli` only parses arguments.
 pub mod awq;
 pub mod bench;
 pub mod chat;
@@ -29,4 +30,5 @@ pub mod py;
 pub mod quantize;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod tasks;

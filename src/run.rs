@@ -43,6 +43,8 @@ pub struct RunPlan {
     pub data_dir: Option<PathBuf>,
     pub no_cache: bool,
     pub gate: Gate,
+    /// Evaluate only this shard of every task's documents (`--shard i/n`; see [`crate::shard`]).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// The CI gate of a several-model run.
@@ -162,6 +164,11 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
     }
     set_threads(plan.threads)?;
     let multi = plan.models.len() > 1;
+    if multi && plan.shard.is_some() {
+        return Err(Error::model(
+            "--shard runs one model: shard each variant separately, merge, then `compare`",
+        ));
+    }
     let root = plan
         .output
         .clone()
@@ -224,16 +231,59 @@ fn run_model(
     };
     let needs_chat = all_docs.iter().flatten().any(|d| d.chat.is_some());
     let chat = chat_template_for(model, plan.chat.chat_template.as_deref())?;
+    let mut config = serde_json::json!({
+        "suite": plan.suite, "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
+        "limit": plan.limit, "doc_order": plan.doc_order, "engine": plan.engine, "num_fewshot": 0,
+        "data_dir": plan.data_dir, "hermes_eval_version": env!("CARGO_PKG_VERSION"),
+        "elapsed_s": 0.0, "request_cache_hits": 0,
+    });
+    if needs_chat {
+        config["chat_template"] = serde_json::json!({
+            "source": chat.source, "sha256": chat.sha256(),
+        });
+    }
+    // A shard evaluates its documents of every task; the others are left to the other shards.
+    let mut shard_tasks = vec![];
+    let selected: Vec<Vec<Doc>> = match plan.shard {
+        None => all_docs.to_vec(),
+        Some(sh) => {
+            crate::shard::clear_manifest(out)?;
+            let mut sel = vec![];
+            for (task, docs) in tasks.iter().zip(all_docs) {
+                let tokens =
+                    crate::engine::doc_token_counts(model, task, docs, &chat, &plan.engine)?;
+                let owner = crate::shard::assign(&tokens, sh.count);
+                let mine: Vec<usize> = (0..docs.len()).filter(|&i| owner[i] == sh.index).collect();
+                shard_tasks.push(crate::shard::ShardTask {
+                    name: task.name.clone(),
+                    hash: task.hash(),
+                    plan_docs: docs.iter().map(|d| d.id).collect(),
+                    docs: mine.iter().map(|&i| docs[i].id).collect(),
+                    tokens: mine.iter().map(|&i| tokens[i]).sum(),
+                });
+                eprintln!(
+                    "shard {sh}: {}: {} of {} documents ({} of {} tokens)",
+                    task.name,
+                    mine.len(),
+                    docs.len(),
+                    shard_tasks.last().map_or(0, |t| t.tokens),
+                    tokens.iter().sum::<usize>()
+                );
+                sel.push(mine.iter().map(|&i| docs[i].clone()).collect());
+            }
+            sel
+        }
+    };
     let mut results = vec![];
     let mut done_tasks = vec![];
     let mut interrupted = false;
     let t0 = Instant::now();
-    for (task, docs) in tasks.iter().zip(all_docs) {
+    for (task, docs) in tasks.iter().zip(selected) {
         let mut prog = Progress::new(&task.name, docs.len());
         let run = evaluate(
             model,
             task,
-            docs.clone(),
+            docs,
             &mut cache,
             &chat,
             &plan.engine,
@@ -241,7 +291,7 @@ fn run_model(
             |d| prog.set(d),
         )?;
         prog.finish();
-        if !run.docs.is_empty() {
+        if !run.docs.is_empty() || plan.shard.is_some() {
             let path =
                 report::write_samples_jsonl(out, task, &run.docs, &run.responses, &run.scores)?;
             if run.partial {
@@ -261,29 +311,47 @@ fn run_model(
         results.push(report::aggregate(task, &metrics));
         done_tasks.push(task);
     }
-    if !results.is_empty() {
-        let mut config = serde_json::json!({
-            "suite": plan.suite, "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
-            "limit": plan.limit, "doc_order": plan.doc_order, "engine": plan.engine, "num_fewshot": 0,
-            "data_dir": plan.data_dir, "hermes_eval_version": env!("CARGO_PKG_VERSION"),
-            "elapsed_s": t0.elapsed().as_secs_f64(), "request_cache_hits": cache.hits,
-        });
-        if needs_chat {
-            config["chat_template"] = serde_json::json!({
-                "source": chat.source, "sha256": chat.sha256(),
-            });
+    config["elapsed_s"] = serde_json::json!(t0.elapsed().as_secs_f64());
+    config["request_cache_hits"] = serde_json::json!(cache.hits);
+    match plan.shard {
+        Some(sh) if !interrupted => {
+            let doc_refs: Vec<(&Task, &[Doc])> = tasks
+                .iter()
+                .zip(all_docs)
+                .map(|(t, d)| (t, &d[..]))
+                .collect();
+            let manifest = crate::shard::Manifest {
+                hermes_eval_version: env!("CARGO_PKG_VERSION").into(),
+                plan_hash: crate::shard::plan_hash(&doc_refs, sh.count, model.identity(), &config),
+                shard: sh,
+                model: model_record(model),
+                identity: model.identity().clone(),
+                config: config.clone(),
+                overrides: crate::shard::Overrides {
+                    parser: plan.chat.parser,
+                    schema_order: plan.chat.schema_order,
+                },
+                tasks: shard_tasks,
+            };
+            let path = crate::shard::write_manifest(out, &manifest)?;
+            eprintln!(
+                "shard {sh} finished: samples and {}; `hermes-eval merge` the {} shard directories for the results",
+                path.display(),
+                sh.count
+            );
         }
-        let rj =
-            report::write_results_json(out, &model_record(model), &config, &results, &done_tasks)?;
-        let text = report::render_report(reg, &results);
-        std::fs::write(out.join("report.md"), &text).map_err(|e| Error::file(out, e))?;
-        report::html::write_run_html(out, reg, &results, None)?;
-        print!("{text}");
-        eprintln!(
-            "wrote {} and report.md in {}",
-            rj.file_name().unwrap_or_default().to_string_lossy(),
-            out.display()
-        );
+        Some(_) => {}
+        None if !results.is_empty() => {
+            write_outputs(
+                out,
+                reg,
+                &model_record(model),
+                &config,
+                &results,
+                &done_tasks,
+            )?;
+        }
+        None => {}
     }
     if interrupted {
         if let Some(p) = cache.path() {
@@ -294,6 +362,29 @@ fn run_model(
         }
     }
     Ok(!interrupted)
+}
+
+/// Write what a run leaves besides its samples: `results_<ts>.json` (lm-eval schema),
+/// `report.md` (the card tables, also printed) and `report.html`.
+pub fn write_outputs(
+    out: &Path,
+    reg: &Registry,
+    model: &serde_json::Value,
+    config: &serde_json::Value,
+    results: &[report::TaskResult],
+    tasks: &[&Task],
+) -> Result<()> {
+    let rj = report::write_results_json(out, model, config, results, tasks)?;
+    let text = report::render_report(reg, results);
+    std::fs::write(out.join("report.md"), &text).map_err(|e| Error::file(out, e))?;
+    report::html::write_run_html(out, reg, results, None)?;
+    print!("{text}");
+    eprintln!(
+        "wrote {} and report.md in {}",
+        rj.file_name().unwrap_or_default().to_string_lossy(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// What the results record about the model: its name, identity and load details.

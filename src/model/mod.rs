@@ -11,7 +11,7 @@
 use crate::chat::ChatTemplate;
 use crate::doc::Loglik;
 use crate::error::{Error, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -23,7 +23,7 @@ pub struct TokenRequest {
 }
 
 /// Options of generation: greedy by default, sampling when `temperature > 0`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GenOptions {
     pub max_new_tokens: usize,
     /// Token ids that end generation (EOS, `<|im_end|>`).
@@ -49,7 +49,7 @@ pub struct GenPrompt {
 /// What identifies the numbers a model produces: the backend, its weights (or server), how they
 /// are computed and the tokenizer. The request cache is keyed by all of it, and the results
 /// record it, so two models that differ in any field never share cached answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelIdentity {
     /// `candle`, `scripted`, `server`, …
     pub backend: String,

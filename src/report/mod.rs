@@ -396,6 +396,14 @@ fn samples_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(by_task.into_iter().collect())
 }
 
+/// The newest `samples_<task>_<timestamp>.jsonl` of `task` in `dir`.
+pub fn latest_samples(dir: &Path, task: &str) -> Result<Option<PathBuf>> {
+    Ok(samples_files(dir)?
+        .into_iter()
+        .find(|(t, _)| t == task)
+        .map(|(_, p)| p))
+}
+
 fn samples_task_name(p: &Path) -> Option<String> {
     let n = p.file_name()?.to_str()?;
     let stem = n.strip_prefix("samples_")?.strip_suffix(".jsonl")?;
