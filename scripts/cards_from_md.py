@@ -21,8 +21,8 @@ CARDS = {
 }
 EXTRA = {
     "hermes-2-pro-mistral-7b": [
-        ("func-calling-eval", "pass_rate", 0.91, "Function Calling Accuracy: 91% (function-calling-eval)"),
-        ("json-mode-eval", "pass_rate", 0.84, "JSON Mode Accuracy: 84% (function-calling-eval)"),
+        ("func_calling_eval", "acc", 0.91, "Function Calling Accuracy: 91% (function-calling-eval)"),
+        ("json_mode_eval", "acc", 0.84, "JSON Mode Accuracy: 84% (function-calling-eval)"),
     ],
     "hermes-2-theta-llama-3-70b": [
         ("ifeval", "unstated", 0.8799, "## IFEval: **87.99** (the card does not say which of the four metrics)"),

@@ -172,6 +172,10 @@ struct CommonArgs {
     /// Chat template file used instead of the model's own.
     #[arg(long)]
     chat_template: Option<PathBuf>,
+    /// IFEval: send each prompt as raw text instead of through the chat template (lm-eval
+    /// without --apply_chat_template). The results' task definition records which.
+    #[arg(long)]
+    no_chat_template: bool,
     /// Function-calling tasks: tool-call parser, xml (card version) or regex (later version).
     #[arg(long, value_enum)]
     parser: Option<ParserMode>,
@@ -193,6 +197,10 @@ struct CommonArgs {
     /// the n output directories with `hermes-eval merge`.
     #[arg(long, value_name = "i/n")]
     shard: Option<crate::shard::Shard>,
+    /// When the run finishes, put it beside a model card (a built-in card name, e.g.
+    /// hermes-2-pro-mistral-7b, or a card file): prints and writes card.md, as `report --card`.
+    #[arg(long)]
+    card: Option<String>,
 }
 
 #[derive(Args)]
@@ -397,6 +405,10 @@ fn run_plan(suite: Option<String>, tasks: Vec<String>, a: CommonArgs) -> Result<
         );
     }
     let reg = registry(&a.tasks_dir)?;
+    if let Some(c) = &a.card {
+        // A misspelt card fails before the run, not after it.
+        report::card::Card::load(c)?;
+    }
     let plan = RunPlan {
         models: a.model.clone(),
         open: a.model_opts.open_options()?,
@@ -416,6 +428,7 @@ fn run_plan(suite: Option<String>, tasks: Vec<String>, a: CommonArgs) -> Result<
             parser: a.parser,
             schema_order: a.schema_order,
             chat_template: a.chat_template.clone(),
+            apply_chat_template: a.no_chat_template.then_some(false),
         },
         output: a.output.clone(),
         data_dir: a.data_dir.clone(),
@@ -426,6 +439,7 @@ fn run_plan(suite: Option<String>, tasks: Vec<String>, a: CommonArgs) -> Result<
             alpha: a.alpha,
         },
         shard: a.shard,
+        card: a.card.clone(),
     };
     let stop = install_ctrlc();
     Ok(crate::run::run(&plan, &reg, &stop)?)

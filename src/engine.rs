@@ -327,6 +327,9 @@ struct GenJob {
     prompt: Vec<u32>,
     opts: GenOptions,
     chat: bool,
+    /// Decode the completion alone with special tokens skipped (IFEval, as lm-eval's
+    /// `generate_until` decodes), instead of the function-calling split of §7.3.
+    plain_completion: bool,
 }
 
 /// The requests of a window of documents, tokenized.
@@ -382,6 +385,7 @@ impl Window {
                         ..Default::default()
                     },
                     chat: false,
+                    plain_completion: true,
                 })
             } else if let Some(c) = &d.chat {
                 let text = chat
@@ -398,6 +402,7 @@ impl Window {
                         seed: opts.seed,
                     },
                     chat: true,
+                    plain_completion: matches!(c.doc, crate::doc::ChatDoc::Prompt { .. }),
                 })
             } else {
                 None
@@ -572,7 +577,11 @@ impl Window {
             let Some(ids) = cache.get_gen(&j.prompt, &j.opts) else {
                 return Ok(None);
             };
-            if j.chat {
+            if j.chat && j.plain_completion {
+                resp.prompt = Some(tokenizer::decode(tok, &j.prompt, false)?);
+                resp.generation = Some(tokenizer::decode(tok, &ids, true)?);
+                resp.eos_token = self.eos_token.clone();
+            } else if j.chat {
                 // Decode the whole sequence with special tokens kept (TASKS_SPEC §7.3) and split
                 // it at the decoded prompt, so prompt and completion stay apart.
                 let mut all = j.prompt.clone();

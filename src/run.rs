@@ -22,6 +22,8 @@ pub struct ChatOverrides {
     pub schema_order: Option<crate::fc::SchemaOrder>,
     /// A chat template file used instead of the model's own.
     pub chat_template: Option<PathBuf>,
+    /// `Some(false)`: prompts of tasks that allow it (IFEval) are sent as raw text.
+    pub apply_chat_template: Option<bool>,
 }
 
 /// Everything a run needs, already validated by the CLI.
@@ -45,6 +47,8 @@ pub struct RunPlan {
     pub gate: Gate,
     /// Evaluate only this shard of every task's documents (`--shard i/n`; see [`crate::shard`]).
     pub shard: Option<crate::shard::Shard>,
+    /// Put the run beside this model card (a built-in name or a card file) when it finishes.
+    pub card: Option<String>,
 }
 
 /// The CI gate of a several-model run.
@@ -141,7 +145,13 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
     let tasks: Vec<Task> = reg
         .resolve(plan.suite.as_deref(), &plan.tasks)?
         .into_iter()
-        .map(|t| t.with_overrides(plan.chat.parser, plan.chat.schema_order))
+        .map(|t| {
+            t.with_overrides(
+                plan.chat.parser,
+                plan.chat.schema_order,
+                plan.chat.apply_chat_template,
+            )
+        })
         .collect::<Result<_>>()?;
     if plan.limit == Some(0) {
         return Err(Error::task("-", "--limit 0 selects no documents"));
@@ -330,6 +340,7 @@ fn run_model(
                 overrides: crate::shard::Overrides {
                     parser: plan.chat.parser,
                     schema_order: plan.chat.schema_order,
+                    apply_chat_template: plan.chat.apply_chat_template,
                 },
                 tasks: shard_tasks,
             };
@@ -350,6 +361,9 @@ fn run_model(
                 &results,
                 &done_tasks,
             )?;
+            if let Some(card) = &plan.card {
+                report::card::report_outputs(out, reg, &results, Some(card))?;
+            }
         }
         None => {}
     }

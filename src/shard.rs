@@ -100,6 +100,8 @@ pub struct Manifest {
 pub struct Overrides {
     pub parser: Option<crate::fc::ParserMode>,
     pub schema_order: Option<crate::fc::SchemaOrder>,
+    #[serde(default)]
+    pub apply_chat_template: Option<bool>,
 }
 
 /// The plan hash of a sharded run (see [`Manifest::plan_hash`]).
@@ -267,7 +269,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
         let task = reg
             .task(&st.name)
             .ok_or_else(|| err(format!("unknown task `{}`", st.name)))?
-            .with_overrides(first.overrides.parser, first.overrides.schema_order)?;
+            .with_overrides(
+                first.overrides.parser,
+                first.overrides.schema_order,
+                first.overrides.apply_chat_template,
+            )?;
         if task.hash() != st.hash {
             return Err(err(format!(
                 "task {} changed since the shards were run (definition hash differs)",
@@ -309,7 +315,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
                 plan.len()
             )));
         }
-        let metric_names = task.metric_names();
+        // The task's metrics and the weights some aggregations need.
+        let mut metric_names = task.metric_names();
+        metric_names.push("num_instructions".into());
         let mut text = String::new();
         let mut per_doc = Vec::with_capacity(plan.len());
         for id in &plan {

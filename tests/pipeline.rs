@@ -279,3 +279,41 @@ fn loglikelihood_samples_do_not_depend_on_batch_size_or_threads() {
         );
     }
 }
+
+/// `run … --card <name>` puts the finished run beside the card (as `report --card`), and a card
+/// that does not exist is refused before any work.
+#[test]
+fn run_with_card_writes_the_side_by_side_table() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let hub = hub();
+    let mut args = vec![
+        "run",
+        "--tasks",
+        "arc_easy,arc_challenge",
+        "--limit",
+        "4",
+        "--model",
+        "scripted:",
+        "--data-dir",
+        hub.to_str().unwrap(),
+        "--output",
+        o,
+        "--card",
+    ];
+    let (code, _, err) = run(&[&args[..], &["no-such-card"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-card"), "{err}");
+    assert!(files(out.path(), "results_").is_empty(), "nothing ran");
+    args.push("hermes-2-pro-mistral-7b");
+    let (code, stdout, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        stdout.contains("beside the card `hermes-2-pro-mistral-7b`"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(out.path().join("card.md")).unwrap();
+    assert!(md.contains("| arc_easy | acc |"), "{md}");
+    assert!(md.contains("arc_easy: 4 of 2376 documents"), "{md}");
+    assert!(out.path().join("report.html").is_file());
+}

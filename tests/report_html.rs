@@ -69,12 +69,6 @@ fn run_results(reg: &Registry) -> Vec<TaskResult> {
                 .map(|(k, m)| (m, 0.25 + 0.01 * ((i + k) % 50) as f64, 0.012))
                 .collect(),
         })
-        .chain([TaskResult {
-            task: "func-calling-eval".into(),
-            version: 0,
-            n: 100,
-            metrics: vec![("pass_rate".into(), 0.62, 0.049)],
-        }])
         .collect()
 }
 
@@ -88,7 +82,7 @@ fn run_and_comparison_pages_render_in_chromium() {
         &reg,
     );
     let failures = [FailureBreakdown {
-        task: "func-calling-eval".into(),
+        task: "func_calling_eval".into(),
         n: 100,
         reasons: vec![("wrong_arguments".into(), 20), ("no_tool_call".into(), 18)],
     }];

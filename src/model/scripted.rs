@@ -22,6 +22,11 @@ pub const SPECIALS: &[&str] = &["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
 
 /// Byte-level BPE with the 256 byte symbols and no merges, plus [`SPECIALS`].
 pub fn byte_tokenizer() -> Result<tokenizers::Tokenizer> {
+    byte_tokenizer_with(SPECIALS)
+}
+
+/// The byte-level tokenizer with `specials` as special tokens (ids 256, 257, …).
+pub fn byte_tokenizer_with(specials: &[&str]) -> Result<tokenizers::Tokenizer> {
     let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
         .into_iter()
         .collect();
@@ -31,7 +36,7 @@ pub fn byte_tokenizer() -> Result<tokenizers::Tokenizer> {
         .enumerate()
         .map(|(i, c)| (c.to_string(), serde_json::json!(i)))
         .collect();
-    let added: Vec<serde_json::Value> = SPECIALS
+    let added: Vec<serde_json::Value> = specials
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -179,7 +184,11 @@ impl LanguageModel for ScriptedLm {
                 if let Some(pos) = ids.iter().position(|t| opts.stop_tokens.contains(t)) {
                     ids.truncate(pos);
                 }
-                ids.truncate(opts.max_new_tokens);
+                // A recorded completion is what its model produced: its length was bounded
+                // by that model's tokens, not by this byte tokenizer's.
+                if self.replies.is_none() {
+                    ids.truncate(opts.max_new_tokens);
+                }
                 Ok(ids)
             })
             .collect()

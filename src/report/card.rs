@@ -328,14 +328,6 @@ pub fn compare(card: &Card, results: &[TaskResult], registry: &Registry) -> Card
     }
 }
 
-fn f4(x: f64) -> String {
-    if x.is_nan() {
-        "nan".into()
-    } else {
-        format!("{x:.4}")
-    }
-}
-
 fn signed(x: f64, prec: usize) -> String {
     format!("{x:+.prec$}")
 }
@@ -377,7 +369,7 @@ impl CardComparison {
             for r in rows {
                 let (rv, rs) = r
                     .run
-                    .map(|(v, s)| (f4(v), f4(s)))
+                    .map(|(v, s)| (super::pct4(v), super::pct4(s)))
                     .unwrap_or(("—".into(), "".into()));
                 o.push_str(&format!(
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -385,8 +377,8 @@ impl CardComparison {
                     r.metric,
                     rv,
                     rs,
-                    f4(r.card.0),
-                    r.card.1.map(f4).unwrap_or_else(|| "n/a".into()),
+                    super::pct4(r.card.0),
+                    r.card.1.map(super::pct4).unwrap_or_else(|| "n/a".into()),
                     r.delta.map(|d| signed(d, 4)).unwrap_or_default(),
                     r.z.map(|z| signed(z, 2)).unwrap_or_default(),
                     if r.flagged { "!" } else { "" }
@@ -427,46 +419,9 @@ impl CardComparison {
     }
 }
 
-/// Function-calling / JSON-mode results of a run directory (`summary_<task>.json` written by
-/// `hermes-eval fc` / `json`) as task results with metric `pass_rate`.
-pub fn fc_results(dir: &Path) -> Result<Vec<TaskResult>> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(out);
-    };
-    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !(name.starts_with("summary_") && name.ends_with(".json")) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::file(&p, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(&p, e))?;
-        let (Some(task), Some(n), Some(rate)) =
-            (v["task"].as_str(), v["n"].as_u64(), v["pass_rate"].as_f64())
-        else {
-            continue;
-        };
-        // The sample stderr of a 0/1 mean: √(p(1−p)/(n−1)).
-        let se = if n > 1 {
-            (rate * (1.0 - rate) / (n - 1) as f64).sqrt()
-        } else {
-            f64::NAN
-        };
-        out.push(TaskResult {
-            task: task.to_string(),
-            version: 0,
-            n: n as usize,
-            metrics: vec![("pass_rate".into(), rate, se)],
-        });
-    }
-    Ok(out)
-}
-
 /// `hermes-eval report <run> [--card <name|file>]`: with a card, the side-by-side tables are
 /// printed and written to `card.md`; `report.html` is written in every case. `results` are the
-/// run's rescored tasks; the directory's fc/json summaries are added to them.
+/// run's rescored tasks (function calling, JSON mode and IFEval included).
 pub fn report_outputs(
     path: &Path,
     registry: &Registry,
@@ -478,8 +433,7 @@ pub fn report_outputs(
     } else {
         path.parent().map(Path::to_path_buf).unwrap_or_default()
     };
-    let mut all = results.to_vec();
-    all.extend(fc_results(&dir)?);
+    let all = results.to_vec();
     let cmp = match card {
         Some(c) => {
             let cmp = compare(&Card::load(c)?, &all, registry);

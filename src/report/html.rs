@@ -501,37 +501,45 @@ pub fn comparison_html(c: &Comparison) -> String {
     page("hermes-eval comparison", &body)
 }
 
-/// Failure breakdowns of the fc/json summaries (`summary_<task>.json`) in a run directory.
-pub fn fc_failures(dir: &Path) -> Result<Vec<FailureBreakdown>> {
+/// Failure breakdowns of the judged tasks of a run directory (function calling, JSON mode,
+/// IFEval), from their newest samples: per task the documents' failure reasons (IFEval: per
+/// instruction id, the prompts whose strict check of it failed).
+pub fn judged_failures(dir: &Path) -> Result<Vec<FailureBreakdown>> {
+    use std::io::BufRead;
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(out);
-    };
-    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for p in paths {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !(name.starts_with("summary_") && name.ends_with(".json")) {
-            continue;
+    for (task, path) in super::samples_files(dir)? {
+        let f = std::fs::File::open(&path).map_err(|e| Error::file(&path, e))?;
+        let (mut n, mut judged) = (0, false);
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line.map_err(|e| Error::file(&path, e))?;
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            n += 1;
+            let Some(judge) = v.get("judge") else {
+                continue;
+            };
+            judged = true;
+            match judge["instructions"].as_array() {
+                Some(instructions) => {
+                    for i in instructions.iter().filter(|i| i["strict"] == false) {
+                        let id = i["id"].as_str().unwrap_or("?").to_string();
+                        *counts.entry(id).or_default() += 1;
+                    }
+                }
+                None => {
+                    if let Some(r) = v["reason"].as_str() {
+                        *counts.entry(r.to_string()).or_default() += 1;
+                    }
+                }
+            }
         }
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::file(&p, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(&p, e))?;
-        let (Some(task), Some(n)) = (v["task"].as_str(), v["n"].as_u64()) else {
-            continue;
-        };
-        let reasons = v["failure_reasons"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, c)| c.as_u64().map(|c| (k.clone(), c as usize)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(FailureBreakdown {
-            task: task.to_string(),
-            n: n as usize,
-            reasons,
-        });
+        if judged {
+            let mut reasons: Vec<(String, usize)> = counts.into_iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            out.push(FailureBreakdown { task, n, reasons });
+        }
     }
     Ok(out)
 }
@@ -553,14 +561,14 @@ pub fn ifeval_failures(task: &str, verdicts: &[crate::ifeval::IfevalVerdict]) ->
     }
 }
 
-/// Writes `report.html` for the run in `dir` (its fc/json summaries' failure reasons included).
+/// Writes `report.html` for the run in `dir` (the failure reasons of its judged tasks included).
 pub fn write_run_html(
     dir: &Path,
     registry: &Registry,
     results: &[TaskResult],
     card: Option<&CardComparison>,
 ) -> Result<std::path::PathBuf> {
-    let failures = fc_failures(dir)?;
+    let failures = judged_failures(dir)?;
     let title = format!("hermes-eval report: {}", dir.display());
     let path = dir.join("report.html");
     std::fs::write(&path, run_html(&title, registry, results, card, &failures))

@@ -36,6 +36,17 @@ pub fn aggregate(task: &Task, per_doc: &[BTreeMap<String, f64>]) -> TaskResult {
         .metric_names()
         .into_iter()
         .map(|m| {
+            if task.def.aggregation.get(&m).map(String::as_str) == Some("flatten_mean") {
+                // Every item of every document counts once (lm-eval's agg_inst_level_acc).
+                let (mut pass, mut items) = (0.0, 0.0);
+                for d in per_doc {
+                    if let (Some(x), Some(n)) = (d.get(&m), d.get("num_instructions")) {
+                        pass += (x * n).round();
+                        items += n;
+                    }
+                }
+                return (m, pass / items, f64::NAN);
+            }
             let xs: Vec<f64> = per_doc.iter().filter_map(|d| d.get(&m).copied()).collect();
             let (v, se) = (metrics::mean(&xs), metrics::mean_stderr(&xs));
             (m, v, se)
@@ -49,7 +60,8 @@ pub fn aggregate(task: &Task, per_doc: &[BTreeMap<String, f64>]) -> TaskResult {
     }
 }
 
-fn pct4(x: f64) -> String {
+/// Four decimals, `nan` for NaN (Python's `"%.4f" % x`).
+pub(crate) fn pct4(x: f64) -> String {
     if x.is_nan() {
         "nan".into()
     } else {
@@ -383,7 +395,7 @@ pub fn write_samples_jsonl(
     Ok(path)
 }
 
-fn samples_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn samples_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::file(dir, e))?;
     let mut by_task: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
@@ -452,7 +464,7 @@ pub fn rescore(dir_or_samples: &Path, registry: &Registry) -> Result<Vec<TaskRes
                 .and_then(|p| <crate::fc::ParserMode as clap::ValueEnum>::from_str(p, true).ok());
             let overridden;
             let task = if parser.is_some() {
-                overridden = task.with_overrides(parser, None)?;
+                overridden = task.with_overrides(parser, None, None)?;
                 &overridden
             } else {
                 task

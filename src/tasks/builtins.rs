@@ -51,6 +51,7 @@ pub const FILES: &[(&str, &str)] = files![
     "boolq",
     "func_calling_eval",
     "hellaswag",
+    "ifeval",
     "json_mode_eval",
     "json_mode_eval_maskbench",
     "jsonschemabench_github_easy",

@@ -19,11 +19,13 @@ pub const BUILDERS: &[&str] = &[
     "nous_json",
     "maskbench_json",
     "jsonschemabench",
+    "ifeval",
 ];
 
 pub fn scorer_of(builder: &str) -> &'static str {
     match builder {
         "nous_fc" | "bfcl" => "tool_call",
+        "ifeval" => "ifeval",
         _ => "json",
     }
 }
@@ -135,6 +137,9 @@ pub fn build_doc(
 ) -> std::result::Result<Doc, String> {
     let rows = std::slice::from_ref(&row);
     let e = |e: Error| e.to_string();
+    if builder == "ifeval" {
+        return ifeval_doc(id, row, def);
+    }
     let (chat, target) = match builder {
         "nous_fc" | "bfcl" => {
             let mut s = if builder == "bfcl" {
@@ -200,6 +205,76 @@ pub fn build_doc(
             Value::Null => String::new(),
             v => v.to_string(),
         },
+    })
+}
+
+/// An IFEval row: the prompt as the user turn (through the chat template), or as raw text
+/// with `apply_chat_template = false`; greedy, the task's new-token budget, EOS the only stop.
+fn ifeval_doc(id: usize, row: Value, def: &ChatDef) -> std::result::Result<Doc, String> {
+    // Parse the instructions now, so a malformed row fails before any generation.
+    let p = crate::ifeval::Prompt::from_row(&row).map_err(|e| e.to_string())?;
+    let (chat, generation) = if def.apply_chat_template {
+        let messages = vec![crate::chat::Message::new("user", p.prompt.clone())];
+        let chat = ChatRequest {
+            doc: ChatDoc::Prompt { messages },
+            max_new_tokens: def.max_new_tokens,
+        };
+        (Some(chat), None)
+    } else {
+        let g = crate::doc::GenRequest {
+            context: p.prompt.clone(),
+            until: vec![],
+            max_new_tokens: def.max_new_tokens,
+        };
+        (None, Some(g))
+    };
+    Ok(Doc {
+        id,
+        src_index: id,
+        row,
+        choices: vec![],
+        gold: vec![],
+        requests: vec![],
+        generation,
+        chat,
+        target: String::new(),
+    })
+}
+
+/// IFEval's per-document metrics (TaskDef::aggregation `flatten_mean` for the instruction-level
+/// ones), the instructions followed (strict) as the answer, the first failed one as the reason
+/// and the whole verdict as the judge's detail.
+pub fn score_ifeval(metrics: &[String], doc: &Doc, resp: &Responses) -> Result<Score> {
+    let response = resp.generation.as_deref().unwrap_or("");
+    let v = crate::ifeval::judge(&doc.row, response)?;
+    let n = v.instructions.len() as f64;
+    let b = |x: bool| if x { 1.0 } else { 0.0 };
+    let frac = |f: fn(&crate::ifeval::InstructionVerdict) -> bool| {
+        v.instructions.iter().filter(|i| f(i)).count() as f64 / n.max(1.0)
+    };
+    let mut out: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for m in metrics {
+        let x = match m.as_str() {
+            "prompt_level_strict_acc" => b(v.prompt_strict),
+            "prompt_level_loose_acc" => b(v.prompt_loose),
+            "inst_level_strict_acc" => frac(|i| i.strict),
+            "inst_level_loose_acc" => frac(|i| i.loose),
+            _ => continue,
+        };
+        out.insert(m.clone(), x);
+    }
+    out.insert("num_instructions".into(), n);
+    Ok(Score {
+        metrics: out,
+        answer: Value::Array(
+            v.instructions
+                .iter()
+                .filter(|i| i.strict)
+                .map(|i| Value::String(i.id.clone()))
+                .collect(),
+        ),
+        reason: v.failure().map(|(id, why)| format!("{id}: {why}")),
+        detail: Some(serde_json::to_value(&v)?),
     })
 }
 

@@ -71,6 +71,12 @@ pub struct TaskDef {
     /// Settings of a chat task.
     #[serde(default)]
     pub chat: Option<ChatDef>,
+    /// How a metric is aggregated over documents when not by the mean: `flatten_mean` (the
+    /// per-document value is the fraction of the document's `num_instructions` items that
+    /// pass; the task value is the fraction of all items, with no stderr, as lm-eval's
+    /// `agg_inst_level_acc`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aggregation: BTreeMap<String, String>,
     /// Expected number of documents (for the listing).
     #[serde(default)]
     pub n: Option<usize>,
@@ -103,6 +109,10 @@ pub struct ChatDef {
     /// Key order of the FunctionCall schema in the system prompt (`V1` pydantic v1, `V2`).
     #[serde(default)]
     pub schema_order: crate::fc::SchemaOrder,
+    /// Render the prompt through the chat template (default); off, the prompt is sent as raw
+    /// text (IFEval as lm-eval runs it without `--apply_chat_template`).
+    #[serde(default = "yes")]
+    pub apply_chat_template: bool,
 }
 
 fn default_chat_tokens() -> usize {
@@ -115,6 +125,7 @@ impl Default for ChatDef {
             max_new_tokens: default_chat_tokens(),
             parser: Default::default(),
             schema_order: Default::default(),
+            apply_chat_template: true,
         }
     }
 }
@@ -138,6 +149,7 @@ const SCORERS: &[&str] = &[
     "bigbench_mcg",
     "tool_call",
     "json",
+    "ifeval",
 ];
 
 /// A loaded, validated task.
@@ -231,6 +243,12 @@ impl Task {
             "truthfulqa_mc" => &["mc1", "mc2"],
             "tool_call" => &["acc", "ast_acc"],
             "json" => &["acc", "schema_compliance"],
+            "ifeval" => &[
+                "prompt_level_strict_acc",
+                "inst_level_strict_acc",
+                "prompt_level_loose_acc",
+                "inst_level_loose_acc",
+            ],
             _ => &["multiple_choice_grade", "exact_str_match"],
         };
         for m in &def.metrics {
@@ -242,7 +260,14 @@ impl Task {
                 )));
             }
         }
-        let chat_scorer = matches!(def.scorer.as_str(), "tool_call" | "json");
+        for (m, a) in &def.aggregation {
+            if !def.metrics.contains(m) || !["mean", "flatten_mean"].contains(&a.as_str()) {
+                return Err(bad(format!(
+                    "aggregation `{m} = {a}`: expected a metric of the task and mean or flatten_mean"
+                )));
+            }
+        }
+        let chat_scorer = matches!(def.scorer.as_str(), "tool_call" | "json" | "ifeval");
         match (&def.docs, chat_scorer) {
             (Some(b), true) => {
                 if !chat::BUILDERS.contains(&b.as_str()) {
@@ -307,9 +332,11 @@ impl Task {
         &self,
         parser: Option<crate::fc::ParserMode>,
         schema_order: Option<crate::fc::SchemaOrder>,
+        apply_chat_template: Option<bool>,
     ) -> Result<Task> {
         let origin = format!("task {}", self.name);
-        if self.def.docs.is_none() || (parser.is_none() && schema_order.is_none()) {
+        let none = parser.is_none() && schema_order.is_none() && apply_chat_template.is_none();
+        if self.def.docs.is_none() || none {
             return Ok(self.clone());
         }
         let mut def = self.def.clone();
@@ -319,6 +346,9 @@ impl Task {
         }
         if let Some(o) = schema_order {
             c.schema_order = o;
+        }
+        if let Some(a) = apply_chat_template {
+            c.apply_chat_template = a;
         }
         def.chat = Some(c);
         let src = toml::to_string(&def).map_err(|e| Error::task(&self.name, one_line(e)))?;
@@ -524,6 +554,10 @@ impl Task {
     /// Per-document metrics from the log-likelihoods (in request order) and the generation.
     /// Score one document from its responses (every scorer returns a [`Score`]).
     pub fn score(&self, doc: &Doc, resp: &Responses) -> Result<Score> {
+        if self.def.scorer == "ifeval" {
+            return chat::score_ifeval(&self.def.metrics, doc, resp)
+                .map_err(|e| Error::task(&self.name, format!("doc {}: {e}", doc.id)));
+        }
         if let Some(c) = &doc.chat {
             let def = self.def.chat.clone().unwrap_or_default();
             return Ok(chat::score(&self.def.metrics, &def, c, resp));

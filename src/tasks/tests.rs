@@ -220,8 +220,8 @@ fn builtin_registry_is_valid() {
     assert_eq!(validate(None).unwrap(), Vec::<String>::new());
     let reg = Registry::builtin().unwrap();
     // 34 log-likelihood tasks of the four card suites + 21 chat tasks (function calling, BFCL,
-    // JSON mode, JSONSchemaBench)
-    assert_eq!(reg.tasks().count(), 55);
+    // JSON mode, JSONSchemaBench) + IFEval
+    assert_eq!(reg.tasks().count(), 56);
     assert_eq!(reg.resolve(Some("fc"), &[]).unwrap().len(), 2);
     assert_eq!(reg.resolve(Some("bfcl"), &[]).unwrap().len(), 13);
     let g = reg.resolve(Some("gpt4all"), &[]).unwrap();
@@ -246,7 +246,7 @@ fn builtin_registry_is_valid() {
     assert!(listing.contains("byte-identical to logical_deduction_three_objects"));
     // from_dir on the source tree gives the same tasks.
     let dir = Registry::from_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tasks"))).unwrap();
-    assert_eq!(dir.tasks().count(), 55);
+    assert_eq!(dir.tasks().count(), 56);
     assert_eq!(
         dir.task("boolq").unwrap().hash(),
         reg.task("boolq").unwrap().hash()

@@ -7,33 +7,7 @@ pub const SPECIALS: &[&str] = &["<|im_start|>", "<|im_end|>", "<|endoftext|>", "
 
 /// Byte-level BPE with the 256 byte symbols and no merges, plus ChatML special tokens.
 pub fn byte_tokenizer() -> tokenizers::Tokenizer {
-    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
-        .into_iter()
-        .collect();
-    alphabet.sort();
-    let vocab: serde_json::Map<String, serde_json::Value> = alphabet
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.to_string(), serde_json::json!(i)))
-        .collect();
-    let added: Vec<serde_json::Value> = SPECIALS
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            serde_json::json!({"id": 256 + i, "content": s, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": true})
-        })
-        .collect();
-    let json = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "post_processor": null,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": []}
-    });
-    tokenizers::Tokenizer::from_bytes(serde_json::to_vec(&json).unwrap()).unwrap()
+    hermes_eval::model::scripted::byte_tokenizer_with(SPECIALS).unwrap()
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -71,7 +45,7 @@ pub fn run_chat_task(
     let task = reg
         .task(name)
         .unwrap()
-        .with_overrides(parser, None)
+        .with_overrides(parser, None, None)
         .unwrap();
     let docs = task
         .load_docs(
