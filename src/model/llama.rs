@@ -7,13 +7,14 @@
 //! CPU arithmetic ([`super::arith::LlamaCpp`], for quantized GGUF weights). Both serve the two
 //! shapes of call: `s` tokens per row after a shared or per-row past ([`Llama::forward`]) and one
 //! token per row, each after its own cache ([`Llama::decode_step`]).
+use super::arch::{TensorName, LAYER_TENSORS};
 use super::arith::{Arith, LlamaCpp, F32};
 use super::config::LlamaConfig;
 use super::qmatmul::Weight;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
-/// One transformer layer's weights.
+/// One transformer layer's weights, in the order of [`LAYER_TENSORS`].
 pub struct Layer {
     pub attn_norm: Tensor,
     pub q: Weight,
@@ -24,6 +25,29 @@ pub struct Layer {
     pub gate: Weight,
     pub up: Weight,
     pub down: Weight,
+}
+
+impl Layer {
+    /// A layer from its [`LAYER_TENSORS`]: `norm` loads the vectors and `linear` the matrices
+    /// (both given `state`, e.g. the open file).
+    pub fn load<S>(
+        state: &mut S,
+        mut norm: impl FnMut(&mut S, &TensorName) -> Result<Tensor>,
+        mut linear: impl FnMut(&mut S, &TensorName) -> Result<Weight>,
+    ) -> Result<Layer> {
+        let [attn_norm, q, k, v, o, ffn_norm, gate, up, down] = &LAYER_TENSORS;
+        Ok(Layer {
+            attn_norm: norm(state, attn_norm)?,
+            q: linear(state, q)?,
+            k: linear(state, k)?,
+            v: linear(state, v)?,
+            o: linear(state, o)?,
+            ffn_norm: norm(state, ffn_norm)?,
+            gate: linear(state, gate)?,
+            up: linear(state, up)?,
+            down: linear(state, down)?,
+        })
+    }
 }
 
 pub struct Llama {

@@ -141,6 +141,7 @@ pub fn open(spec: &str, opts: &OpenOptions) -> Result<Box<dyn LanguageModel>> {
 }
 
 mod arith;
+pub mod arch;
 pub mod candle_lm;
 pub mod config;
 pub mod export;
