@@ -381,9 +381,10 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
     }
     let norm = dense(&OUTPUT_NORM.gguf_name(None), &mut get)?;
     // A tied head is the embedding table.
-    let head = match ct.tensor_infos.contains_key(&OUTPUT.gguf_name(None)) {
-        true => &OUTPUT,
-        false => &EMBED,
+    let head = if ct.tensor_infos.contains_key(&OUTPUT.gguf_name(None)) {
+        &OUTPUT
+    } else {
+        &EMBED
     };
     let lm_head = linear(&head.gguf_name(None), &mut get)?;
     let lm_is_quantized = layers
@@ -522,11 +523,12 @@ fn load_hf(
     let embed = get(&EMBED.hf_name(&prefix, None), DType::F32)?;
     // The head sits beside the text model: `lm_head` (transformers 5 wrappers, plain models) or
     // `language_model.lm_head` (4.x wrappers).
-    let head = [OUTPUT.hf_stem(&prefix, None), OUTPUT.hf_stem(HF_PREFIX, None)]
-        .into_iter()
-        .find(|h| {
-            names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight"))
-        });
+    let head = [
+        OUTPUT.hf_stem(&prefix, None),
+        OUTPUT.hf_stem(HF_PREFIX, None),
+    ]
+    .into_iter()
+    .find(|h| names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight")));
     let lm_head = match head {
         Some(h) if !cfg.tie_word_embeddings => lin(&h)?,
         _ => Weight::Dense(embed.to_dtype(opts.dtype)?),
