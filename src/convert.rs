@@ -21,6 +21,7 @@
 //! Tensor types follow [`crate::quantize`]'s rules: 2-D tensors go to the target (or its k-quant
 //! fallback), 1-D tensors are stored F32, anything else keeps its safetensors dtype.
 use crate::error::{Error, Result};
+use crate::model::arch::{self, TensorName, EMBED, HF_PREFIX, LAYER_TENSORS, OUTPUT, OUTPUT_NORM};
 use crate::model::config::LlamaConfig;
 use crate::model::tokenizer;
 use crate::quantize::{
@@ -105,59 +106,28 @@ struct Planned {
     permute_heads: Option<usize>,
 }
 
-/// HF tensor names of a Llama model → GGUF names. Unknown tensors are an error (dropping e.g. an
-/// attention bias would silently give a different model); rotary `inv_freq` buffers are skipped.
+/// HF tensor names of a Llama model → GGUF names ([`crate::model::arch`]'s table). Unknown
+/// tensors are an error (dropping e.g. an attention bias would silently give a different model);
+/// rotary `inv_freq` buffers are skipped.
 fn plan_tensors(cfg: &LlamaConfig, names: &HashSet<String>) -> Result<Vec<Planned>> {
     let mut plan = vec![];
-    let mut add = |gguf: String, hf: String, permute_heads: Option<usize>| {
+    let mut add = |t: &TensorName, layer: Option<usize>| {
         plan.push(Planned {
-            gguf,
-            hf,
-            permute_heads,
+            gguf: t.gguf_name(layer),
+            hf: t.hf_name(HF_PREFIX, layer),
+            permute_heads: t.permute_heads(cfg),
         })
     };
-    add(
-        "token_embd.weight".into(),
-        "model.embed_tokens.weight".into(),
-        None,
-    );
+    add(&EMBED, None);
     for i in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{i}");
-        let g = |s: &str| format!("blk.{i}.{s}.weight");
-        add(g("attn_norm"), format!("{p}.input_layernorm.weight"), None);
-        add(
-            g("attn_q"),
-            format!("{p}.self_attn.q_proj.weight"),
-            Some(cfg.num_attention_heads),
-        );
-        add(
-            g("attn_k"),
-            format!("{p}.self_attn.k_proj.weight"),
-            Some(cfg.num_key_value_heads),
-        );
-        add(g("attn_v"), format!("{p}.self_attn.v_proj.weight"), None);
-        add(
-            g("attn_output"),
-            format!("{p}.self_attn.o_proj.weight"),
-            None,
-        );
-        add(
-            g("ffn_norm"),
-            format!("{p}.post_attention_layernorm.weight"),
-            None,
-        );
-        add(g("ffn_gate"), format!("{p}.mlp.gate_proj.weight"), None);
-        add(g("ffn_up"), format!("{p}.mlp.up_proj.weight"), None);
-        add(g("ffn_down"), format!("{p}.mlp.down_proj.weight"), None);
+        for t in &LAYER_TENSORS {
+            add(t, Some(i));
+        }
     }
-    add(
-        "output_norm.weight".into(),
-        "model.norm.weight".into(),
-        None,
-    );
-    let has_head = names.contains("lm_head.weight");
-    if has_head && !cfg.tie_word_embeddings {
-        add("output.weight".into(), "lm_head.weight".into(), None);
+    add(&OUTPUT_NORM, None);
+    let head = OUTPUT.hf_name(HF_PREFIX, None);
+    if names.contains(&head) && !cfg.tie_word_embeddings {
+        add(&OUTPUT, None);
     }
     for p in &plan {
         if !names.contains(&p.hf) {
@@ -171,9 +141,7 @@ fn plan_tensors(cfg: &LlamaConfig, names: &HashSet<String>) -> Result<Vec<Planne
     let mut unknown: Vec<&String> = names
         .iter()
         .filter(|n| {
-            !used.contains(n.as_str())
-                && n.as_str() != "lm_head.weight"
-                && !n.ends_with(".rotary_emb.inv_freq")
+            !used.contains(n.as_str()) && **n != head && !n.ends_with(".rotary_emb.inv_freq")
         })
         .collect();
     unknown.sort();
@@ -184,21 +152,6 @@ fn plan_tensors(cfg: &LlamaConfig, names: &HashSet<String>) -> Result<Vec<Planne
         )));
     }
     Ok(plan)
-}
-
-/// HF rotate-half rows `(heads, 2, head_dim/2)` → GGUF interleaved rows `(heads, head_dim/2, 2)`.
-pub fn permute_qk(w: &Tensor, heads: usize) -> Result<Tensor> {
-    let (rows, cols) = w.dims2()?;
-    if heads == 0 || !rows.is_multiple_of(2 * heads) {
-        return Err(Error::model(format!(
-            "cannot permute a {rows}×{cols} Q/K matrix for {heads} heads"
-        )));
-    }
-    let hd = rows / heads;
-    Ok(w.reshape((heads, 2, hd / 2, cols))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((rows, cols))?)
 }
 
 /// Which `model::tokenizer` pre-tokenizer a tokenizer.json uses (its `tokenizer.ggml.pre`), from
@@ -570,7 +523,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
         }
     }
     let plan = plan_tensors(&cfg, &names)?;
-    let has_output = plan.iter().any(|p| p.gguf == "output.weight");
+    let has_output = plan.iter().any(|p| p.gguf == OUTPUT.gguf_name(None));
 
     // 0 = matrix in the target (or fallback) type, 1 = F32 vector, 2 = kept in its dtype.
     let mut converted: Vec<(String, QTensor, u8)> = plan
@@ -594,7 +547,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
             };
             let mut t = t.to_dtype(DType::F32).map_err(ctx)?;
             if let Some(heads) = p.permute_heads {
-                t = permute_qk(&t, heads)
+                t = arch::permute_qk(&t, heads)
                     .map_err(|e| Error::model(format!("tensor `{}`: {e}", p.hf)))?;
             }
             let (ty, kind) = match t.dims() {
@@ -613,7 +566,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
         let n = f.len();
         let t = Tensor::from_vec(f, n, &Device::Cpu)?;
         converted.push((
-            "rope_freqs.weight".into(),
+            arch::ROPE_FREQS.into(),
             QTensor::quantize(&t, GgmlDType::F32)?,
             1,
         ));

@@ -20,6 +20,7 @@
 //! (q8_0 → 7, q4_0 → 2, q4_1 → 3, q4_k → 14 (Q4_K_S), q5_k → 16 (Q5_K_S), q6_k → 18) and
 //! `general.quantization_version` to 2. The whole output is held in memory until written.
 use crate::error::{Error, Result};
+use crate::model::arch::{TensorName, EMBED, OUTPUT};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
 use rayon::prelude::*;
@@ -113,7 +114,8 @@ pub fn matrix_target(cols: usize, to: GgmlDType) -> Option<GgmlDType> {
 /// whatever the quantized target (Q8_0 and float targets stay as they are), since the logits are the most rounding-sensitive
 /// product; with rows that are not a multiple of 256, Q6_K falls back to Q8_0.
 pub fn tensor_target(name: &str, has_output: bool, to: GgmlDType) -> GgmlDType {
-    let head = name == "output.weight" || (!has_output && name == "token_embd.weight");
+    let is = |t: &TensorName| name == t.gguf_name(None);
+    let head = is(&OUTPUT) || (!has_output && is(&EMBED));
     let quantized = !matches!(
         to,
         GgmlDType::Q8_0 | GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
@@ -236,7 +238,7 @@ pub fn quantize_gguf(input: &Path, output: &Path, to: GgmlDType) -> Result<Quant
     })?;
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort_by_key(|n| content.tensor_infos[*n].offset);
-    let has_output = content.tensor_infos.contains_key("output.weight");
+    let has_output = content.tensor_infos.contains_key(&OUTPUT.gguf_name(None));
 
     let converted: Vec<(String, QTensor, u8)> = names
         .par_iter()

@@ -12,6 +12,7 @@
 //!   the loader records them in the results fingerprint). A field present with a type or value we
 //!   cannot interpret (a string where a number belongs, `hidden_act` other than silu, attention
 //!   biases, an unknown RoPE parameter) is an error.
+use super::arch::{LLAMA, MISTRAL, OUTPUT};
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file;
 use serde_json::{Map, Value};
@@ -89,56 +90,6 @@ pub struct LlamaConfig {
     /// `torch_dtype` / `dtype` of config.json (what the weights were saved as), if given.
     pub config_dtype: Option<String>,
 }
-
-const SUPPORTED: &[&str] = &["LlamaForCausalLM", "MistralForCausalLM"];
-
-/// transformers' defaults for the fields that change the numbers (`LlamaConfig` / `MistralConfig`
-/// `__init__`, identical in 4.x and 5.x).
-struct TypeDefaults {
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    /// `None`: as many as attention heads.
-    num_key_value_heads: Option<usize>,
-    max_position_embeddings: usize,
-    rms_norm_eps: f64,
-    rope_theta: f64,
-    sliding_window: Option<usize>,
-    bos_token_id: u32,
-    eos_token_id: u32,
-}
-
-const LLAMA_DEFAULTS: TypeDefaults = TypeDefaults {
-    vocab_size: 32000,
-    hidden_size: 4096,
-    intermediate_size: 11008,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    num_key_value_heads: None,
-    max_position_embeddings: 2048,
-    rms_norm_eps: 1e-6,
-    rope_theta: 10_000.0,
-    sliding_window: None,
-    bos_token_id: 1,
-    eos_token_id: 2,
-};
-
-const MISTRAL_DEFAULTS: TypeDefaults = TypeDefaults {
-    vocab_size: 32000,
-    hidden_size: 4096,
-    intermediate_size: 14336,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    num_key_value_heads: Some(8),
-    max_position_embeddings: 4096 * 32,
-    rms_norm_eps: 1e-6,
-    rope_theta: 10_000.0,
-    sliding_window: Some(4096),
-    bos_token_id: 1,
-    eos_token_id: 2,
-};
 
 /// Typed access to one JSON object, with errors that name the field and defaults recorded.
 struct Fields<'a> {
@@ -259,7 +210,7 @@ fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
 /// `rope_parameters` or 4.x's `rope_theta` + `rope_scaling`.
 fn read_rope(
     f: &mut Fields,
-    d: &TypeDefaults,
+    d: &super::arch::TypeDefaults,
     max_position_embeddings: usize,
 ) -> Result<(f64, Option<RopeScaling>)> {
     let top_theta = f.f64("rope_theta")?;
@@ -476,32 +427,16 @@ impl LlamaConfig {
             },
             Some(v) => return Err(bad_field("", "architectures", v, "a list of names")),
         };
-        let is_mistral = match model_type {
-            Some("llama") => false,
-            Some("mistral") => true,
-            None if arch.as_deref() == Some("LlamaForCausalLM") => false,
-            None if arch.as_deref() == Some("MistralForCausalLM") => true,
-            _ => {
-                return Err(Error::model(format!(
-                    "unsupported architecture `{}` (model_type {:?}); supported: {}",
-                    arch.as_deref().unwrap_or("?"),
-                    model_type.unwrap_or("?"),
-                    SUPPORTED.join(", ")
-                )))
-            }
+        let Some(family) = super::arch::from_hf(model_type, arch.as_deref()) else {
+            return Err(Error::model(format!(
+                "unsupported architecture `{}` (model_type {:?}); supported: {}",
+                arch.as_deref().unwrap_or("?"),
+                model_type.unwrap_or("?"),
+                super::arch::names(|a| a.hf_class)
+            )));
         };
-        let d = if is_mistral {
-            &MISTRAL_DEFAULTS
-        } else {
-            &LLAMA_DEFAULTS
-        };
-        let architecture = arch.unwrap_or_else(|| {
-            if is_mistral {
-                "MistralForCausalLM".into()
-            } else {
-                "LlamaForCausalLM".into()
-            }
-        });
+        let d = &family.defaults;
+        let architecture = arch.unwrap_or_else(|| family.hf_class.into());
         if let Some(act) = f.str("hidden_act")? {
             if act != "silu" {
                 return Err(Error::model(format!(
@@ -569,7 +504,7 @@ impl LlamaConfig {
             }
         };
         // Mistral's window: 4096 when the key is missing, none when it is null. Llama has none.
-        let sliding_window = if !is_mistral {
+        let sliding_window = if !family.sliding_window {
             None
         } else if obj.contains_key("sliding_window") {
             f.usize("sliding_window")?
@@ -664,9 +599,10 @@ impl LlamaConfig {
 
     pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
         let arch = md_str(ct, "general.architecture")?;
-        if arch != "llama" && arch != "mistral" {
+        if super::arch::from_gguf(&arch).is_none() {
             return Err(Error::model(format!(
-                "unsupported GGUF architecture `{arch}`; supported: llama, mistral"
+                "unsupported GGUF architecture `{arch}`; supported: {}",
+                super::arch::names(|a| a.gguf)
             )));
         }
         let u = |k: &str| md_usize(ct, &format!("{arch}.{k}"));
@@ -698,7 +634,7 @@ impl LlamaConfig {
             rope_scaling: gguf_rope_scaling(ct, &arch)?,
             max_position_embeddings: u("context_length").unwrap_or(2048),
             vocab_size: vocab,
-            tie_word_embeddings: !ct.tensor_infos.contains_key("output.weight"),
+            tie_word_embeddings: !ct.tensor_infos.contains_key(&OUTPUT.gguf_name(None)),
             sliding_window: u("attention.sliding_window").ok(),
             bos_token_id: md_usize(ct, "tokenizer.ggml.bos_token_id")
                 .ok()
@@ -715,8 +651,8 @@ impl LlamaConfig {
     /// The config.json a Hugging Face `LlamaForCausalLM` of this shape would have.
     pub fn to_hf_json(&self) -> serde_json::Value {
         let mut v = serde_json::json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
+            "architectures": [LLAMA.hf_class],
+            "model_type": LLAMA.model_type,
             "hidden_size": self.hidden_size,
             "intermediate_size": self.intermediate_size,
             "num_hidden_layers": self.num_hidden_layers,
@@ -739,8 +675,8 @@ impl LlamaConfig {
         }
         if let Some(w) = self.sliding_window {
             // transformers' Llama ignores `sliding_window`; its Mistral applies it.
-            v["architectures"] = serde_json::json!(["MistralForCausalLM"]);
-            v["model_type"] = "mistral".into();
+            v["architectures"] = serde_json::json!([MISTRAL.hf_class]);
+            v["model_type"] = MISTRAL.model_type.into();
             v["sliding_window"] = w.into();
         }
         if self.rope_scaling.is_some() {

@@ -3,6 +3,7 @@
 //! `tokenizer.json` (built from the GGUF metadata) and `tokenizer_config.json`. This is how the
 //! reference f32 model was made from the test GGUF, and how a full-precision baseline of a GGUF
 //! is produced for `compare`.
+use super::arch::{unpermute_qk, TensorName, GLOBAL_TENSORS, HF_PREFIX, LAYER_TENSORS, OUTPUT};
 use super::config::LlamaConfig;
 use super::load::read_gguf;
 use super::tokenizer;
@@ -10,16 +11,6 @@ use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Undo llama.cpp's Q/K permutation: GGUF rows are `(heads, head_dim/2, 2)`, HF rows `(heads, 2, head_dim/2)`.
-fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
-    let (rows, cols) = w.dims2()?;
-    let hd = rows / heads;
-    Ok(w.reshape((heads, hd / 2, 2, cols))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((rows, cols))?)
-}
 
 pub fn gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
     let (ct, mut f) = read_gguf(gguf)?;
@@ -33,32 +24,24 @@ pub fn gguf_to_hf(gguf: &Path, out: &Path) -> Result<()> {
             .map_err(|e| Error::file(gguf, format!("tensor `{name}`: {e}")))?
             .dequantize(&Device::Cpu)?)
     };
-    tensors.insert(
-        "model.embed_tokens.weight".into(),
-        load("token_embd.weight")?,
-    );
-    tensors.insert("model.norm.weight".into(), load("output_norm.weight")?);
-    if ct.tensor_infos.contains_key("output.weight") {
-        tensors.insert("lm_head.weight".into(), load("output.weight")?);
+    let mut put = |t: &TensorName, layer: Option<usize>| -> Result<()> {
+        let mut w = load(&t.gguf_name(layer))?;
+        if let Some(heads) = t.permute_heads(&cfg) {
+            w = unpermute_qk(&w, heads)?;
+        }
+        tensors.insert(t.hf_name(HF_PREFIX, layer), w);
+        Ok(())
+    };
+    for t in GLOBAL_TENSORS {
+        // GGUF has no output head when it is tied to the embeddings.
+        if t.gguf != OUTPUT.gguf || ct.tensor_infos.contains_key(&t.gguf_name(None)) {
+            put(t, None)?;
+        }
     }
     for i in 0..cfg.num_hidden_layers {
-        let g = |s: &str| format!("blk.{i}.{s}.weight");
-        let h = |s: &str| format!("model.layers.{i}.{s}.weight");
-        tensors.insert(h("input_layernorm"), load(&g("attn_norm"))?);
-        tensors.insert(h("post_attention_layernorm"), load(&g("ffn_norm"))?);
-        tensors.insert(
-            h("self_attn.q_proj"),
-            unpermute(&load(&g("attn_q"))?, cfg.num_attention_heads)?,
-        );
-        tensors.insert(
-            h("self_attn.k_proj"),
-            unpermute(&load(&g("attn_k"))?, cfg.num_key_value_heads)?,
-        );
-        tensors.insert(h("self_attn.v_proj"), load(&g("attn_v"))?);
-        tensors.insert(h("self_attn.o_proj"), load(&g("attn_output"))?);
-        tensors.insert(h("mlp.gate_proj"), load(&g("ffn_gate"))?);
-        tensors.insert(h("mlp.up_proj"), load(&g("ffn_up"))?);
-        tensors.insert(h("mlp.down_proj"), load(&g("ffn_down"))?);
+        for t in &LAYER_TENSORS {
+            put(t, Some(i))?;
+        }
     }
     candle_core::safetensors::save(&tensors, out.join("model.safetensors"))?;
     std::fs::write(

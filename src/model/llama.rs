@@ -1,11 +1,20 @@
 //! Our own Llama/Mistral forward pass: hidden states at every position (scoring needs them all,
 //! candle-transformers' stock models keep only the last), batched rows that share a cached
 //! prefix, and an explicit KV cache that can be snapshotted and rolled back.
+//!
+//! The transformer layer is written once, in [`Llama::run`], over an [`Arith`]: the f32
+//! arithmetic of the Hugging Face model on candle tensors ([`super::arith::F32`]) or llama.cpp's
+//! CPU arithmetic ([`super::arith::LlamaCpp`], for quantized GGUF weights). Both serve the two
+//! shapes of call: `s` tokens per row after a shared or per-row past ([`Llama::forward`]) and one
+//! token per row, each after its own cache ([`Llama::decode_step`]).
+use super::arch::{TensorName, LAYER_TENSORS};
+use super::arith::{Arith, LlamaCpp, F32};
 use super::config::LlamaConfig;
 use super::qmatmul::Weight;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
+/// One transformer layer's weights, in the order of [`LAYER_TENSORS`].
 pub struct Layer {
     pub attn_norm: Tensor,
     pub q: Weight,
@@ -16,6 +25,29 @@ pub struct Layer {
     pub gate: Weight,
     pub up: Weight,
     pub down: Weight,
+}
+
+impl Layer {
+    /// A layer from its [`LAYER_TENSORS`]: `norm` loads the vectors and `linear` the matrices
+    /// (both given `state`, e.g. the open file).
+    pub fn load<S>(
+        state: &mut S,
+        mut norm: impl FnMut(&mut S, &TensorName) -> Result<Tensor>,
+        mut linear: impl FnMut(&mut S, &TensorName) -> Result<Weight>,
+    ) -> Result<Layer> {
+        let [attn_norm, q, k, v, o, ffn_norm, gate, up, down] = &LAYER_TENSORS;
+        Ok(Layer {
+            attn_norm: norm(state, attn_norm)?,
+            q: linear(state, q)?,
+            k: linear(state, k)?,
+            v: linear(state, v)?,
+            o: linear(state, o)?,
+            ffn_norm: norm(state, ffn_norm)?,
+            gate: linear(state, gate)?,
+            up: linear(state, up)?,
+            down: linear(state, down)?,
+        })
+    }
 }
 
 pub struct Llama {
@@ -68,75 +100,153 @@ impl KvCache {
     }
 }
 
-impl Llama {
-    fn rope_tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
-        let mut inv = self.cfg.inv_freq();
-        if let Some(f) = &self.rope_freq_factors {
-            for (x, d) in inv.iter_mut().zip(f) {
-                *x /= *d;
-            }
+/// The rows of one call: row `r` holds `s` new tokens at positions `starts[r]..starts[r] + s`,
+/// after its past keys and values; attention reads that past and stores the extended one.
+pub struct Rows<'c> {
+    pub b: usize,
+    pub s: usize,
+    pub starts: Vec<usize>,
+    kv: RowsKv<'c>,
+}
+
+enum RowsKv<'c> {
+    /// Every row continues `past` (batch 1, shared by all rows, or one row each); the extended
+    /// keys and values of each layer are collected per row when `keep` is `Some`.
+    Batch {
+        past: Option<&'c KvCache>,
+        keep: Option<Vec<Vec<(Tensor, Tensor)>>>,
+    },
+    /// Row `r` continues `caches[r]` (batch 1), extended in place.
+    Each(&'c mut [KvCache]),
+}
+
+impl<'c> Rows<'c> {
+    fn batch(b: usize, s: usize, past: Option<&'c KvCache>, keep: bool) -> Self {
+        let p = past.map_or(0, |c| c.len());
+        Rows {
+            b,
+            s,
+            starts: vec![p; b],
+            kv: RowsKv::Batch {
+                past: past.filter(|_| p > 0),
+                keep: keep.then(Vec::new),
+            },
         }
-        let half = inv.len();
-        // YaRN scales cos and sin (1 for every other RoPE type).
-        let m = self.cfg.rope_attention_factor() as f32;
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for p in start..start + len {
-            for &f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos() * m);
-                sin.push(a.sin() * m);
-            }
-        }
-        Ok((
-            Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
-            Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
-        ))
     }
 
-    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        Ok(if self.interleaved_rope {
-            candle_nn::rotary_emb::rope_i(x, cos, sin)?
-        } else {
-            candle_nn::rotary_emb::rope(x, cos, sin)?
+    fn each(caches: &'c mut [KvCache]) -> Self {
+        Rows {
+            b: caches.len(),
+            s: 1,
+            starts: caches.iter().map(|c| c.len()).collect(),
+            kv: RowsKv::Each(caches),
+        }
+    }
+
+    /// Row `r`'s cached keys and values of layer `li` (`[1, kv_heads, starts[r], head_dim]`, or
+    /// the shared batch-1 cache), if it has any.
+    pub fn past(&self, li: usize, r: usize) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(match &self.kv {
+            RowsKv::Batch { past: Some(c), .. } => {
+                let (k, v) = &c.layers[li];
+                Some(if k.dims()[0] == 1 {
+                    (k.clone(), v.clone())
+                } else {
+                    (k.narrow(0, r, 1)?, v.narrow(0, r, 1)?)
+                })
+            }
+            RowsKv::Batch { past: None, .. } => None,
+            RowsKv::Each(c) => c[r].layers.get(li).filter(|_| self.starts[r] > 0).cloned(),
         })
     }
 
-    /// Additive attention mask for `s` query positions after `past` cached ones, each query row
-    /// repeated `n_rep` times (grouped-query heads are folded into the row dimension).
-    fn mask(&self, past: usize, s: usize, n_rep: usize) -> Result<Tensor> {
-        let t = past + s;
-        let window = self.cfg.sliding_window;
-        let mut m = vec![0f32; n_rep * s * t];
-        for r in 0..n_rep {
-            for i in 0..s {
-                let q = past + i;
-                let row = &mut m[(r * s + i) * t..(r * s + i + 1) * t];
-                for (j, x) in row.iter_mut().enumerate() {
-                    let too_old = window.is_some_and(|w| j + w <= q);
-                    if j > q || too_old {
-                        *x = f32::NEG_INFINITY;
-                    }
+    /// Row `r`'s keys and values of layer `li` after this call (`[1, kv_heads, starts[r] + s,
+    /// head_dim]`); rows are stored in order.
+    pub fn store(&mut self, li: usize, r: usize, kv: (Tensor, Tensor)) {
+        match &mut self.kv {
+            RowsKv::Batch { keep: Some(k), .. } => {
+                if r == 0 {
+                    k.push(Vec::with_capacity(self.b));
                 }
+                k[li].push(kv);
             }
+            RowsKv::Batch { keep: None, .. } => {}
+            RowsKv::Each(c) => match c[r].layers.get_mut(li) {
+                Some(x) => *x = kv,
+                None => c[r].layers.push(kv),
+            },
         }
-        Ok(Tensor::from_vec(m, (n_rep * s, t), &Device::Cpu)?)
     }
 
-    /// (query heads, kv heads, head size, query heads per kv head).
-    fn head_dims(&self) -> (usize, usize, usize, usize) {
+    /// The kept cache of a [`Rows::batch`] call, rows stacked: `[b, kv_heads, len, head_dim]`.
+    fn into_cache(self) -> Result<Option<KvCache>> {
+        let RowsKv::Batch {
+            keep: Some(layers), ..
+        } = self.kv
+        else {
+            return Ok(None);
+        };
+        let stack = |x: Vec<&Tensor>| Tensor::cat(&x, 0);
+        let layers = layers
+            .iter()
+            .map(|rows| {
+                let k = stack(rows.iter().map(|(k, _)| k).collect())?;
+                let v = stack(rows.iter().map(|(_, v)| v).collect())?;
+                Ok((k, v))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some(KvCache { layers }))
+    }
+}
+
+impl Llama {
+    /// The layer loop, once for both arithmetics: `ids` (`b·s` tokens, row-major) through every
+    /// layer and the final norm. Returns the hidden states `[b, s, hidden]`. The names given to
+    /// [`Arith::trace`] are llama.cpp's.
+    fn run<A: Arith>(&self, mut a: A, ids: &Tensor, rows: &mut Rows) -> Result<Tensor> {
         let c = &self.cfg;
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        (nh, nkv, c.head_dim, nh / nkv)
+        let mut x = a.embed(self.embed.index_select(ids, 0)?)?;
+        for (li, l) in self.layers.iter().enumerate() {
+            let h = a.rms_norm(&x, &l.attn_norm)?;
+            a.trace("attn_norm", li, &h);
+            let q = a.heads(a.linear(&l.q, &h)?, nh, true)?;
+            let k = a.heads(a.linear(&l.k, &h)?, nkv, true)?;
+            let v = a.heads(a.linear(&l.v, &h)?, nkv, false)?;
+            a.trace("Qcur", li, &q);
+            a.trace("Kcur", li, &k);
+            a.trace("Vcur", li, &v);
+            let y = a.attention(li, &q, &k, &v, rows)?;
+            a.trace("kqv_out", li, &y);
+            let o = a.linear(&l.o, &y)?;
+            a.trace("attn_out", li, &o);
+            x = a.add(x, &o)?;
+            a.trace("ffn_inp", li, &x);
+            let h = a.rms_norm(&x, &l.ffn_norm)?;
+            a.trace("ffn_norm", li, &h);
+            let g = a.linear(&l.gate, &h)?;
+            let u = a.linear(&l.up, &h)?;
+            a.trace("ffn_gate", li, &g);
+            a.trace("ffn_up", li, &u);
+            let act = a.swiglu(&g, &u)?;
+            a.trace("ffn_swiglu", li, &act);
+            let d = a.linear(&l.down, &act)?;
+            a.trace("ffn_out", li, &d);
+            x = a.add(x, &d)?;
+            a.trace("l_out", li, &x);
+        }
+        let out = a.rms_norm(&x, &self.norm)?;
+        a.trace("result_norm", self.layers.len(), &out);
+        a.output(out)
     }
 
-    /// The feed-forward half of a layer with its residual: `x + down(silu(gate(h)) * up(h))`,
-    /// `h = rms_norm(x)`.
-    fn ffn_block(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let h = candle_nn::ops::rms_norm(x, &layer.ffn_norm, self.cfg.rms_norm_eps as f32)?;
-        let g = candle_nn::ops::silu(&layer.gate.forward(&h)?)?;
-        let u = layer.up.forward(&h)?;
-        Ok((x + layer.down.forward(&(g * u)?)?)?)
+    /// [`Llama::run`] in the model's arithmetic.
+    fn run_rows(&self, ids: &Tensor, rows: &mut Rows) -> Result<Tensor> {
+        if self.llamacpp_arith {
+            self.run(LlamaCpp::new(self, rows, None), ids, rows)
+        } else {
+            self.run(F32::new(self, rows)?, ids, rows)
+        }
     }
 
     /// Run `tokens` (`[b, s]`, u32) after the cached positions in `past` (batch 1 — shared by
@@ -148,78 +258,10 @@ impl Llama {
         past: Option<&KvCache>,
         keep_cache: bool,
     ) -> Result<(Tensor, Option<KvCache>)> {
-        if self.llamacpp_arith {
-            return self.forward_traced(tokens, past, keep_cache, None);
-        }
         let (b, s) = tokens.dims2()?;
-        let p = past.map(|c| c.len()).unwrap_or(0);
-        let cfg = &self.cfg;
-        let (nh, nkv, hd, n_rep) = self.head_dims();
-        let (cos, sin) = self.rope_tables(p, s)?;
-        let mask = self.mask(p, s, n_rep)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let eps = cfg.rms_norm_eps as f32;
-
-        let mut x = self
-            .embed
-            .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, s, cfg.hidden_size))?;
-        let mut new_cache = KvCache::default();
-        for (li, layer) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer
-                .q
-                .forward(&h)?
-                .reshape((b, s, nh, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let k = layer
-                .k
-                .forward(&h)?
-                .reshape((b, s, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let v = layer
-                .v
-                .forward(&h)?
-                .reshape((b, s, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let q = self.rope(&q, &cos, &sin)?;
-            let k = self.rope(&k, &cos, &sin)?;
-            let (k, v) = match past {
-                Some(c) if p > 0 => {
-                    let (pk, pv) = &c.layers[li];
-                    let (pk, pv) = if pk.dims()[0] == b {
-                        (pk.clone(), pv.clone())
-                    } else {
-                        (
-                            pk.broadcast_as((b, nkv, p, hd))?,
-                            pv.broadcast_as((b, nkv, p, hd))?,
-                        )
-                    };
-                    (
-                        Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
-                        Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
-                    )
-                }
-                _ => (k, v),
-            };
-            let t = k.dims()[2];
-            // Fold the n_rep query heads of each kv head into rows: [b, nkv, n_rep*s, hd].
-            let qf = (q * scale)?.reshape((b, nkv, n_rep * s, hd))?;
-            let att = qf.matmul(&k.t()?)?.broadcast_add(&mask)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v.contiguous()?)?.reshape((b, nh, s, hd))?; // from [b, nkv, n_rep*s, hd]
-            let y = y.transpose(1, 2)?.reshape((b, s, nh * hd))?;
-            debug_assert_eq!(t, p + s);
-            if keep_cache {
-                new_cache.layers.push((k, v));
-            }
-            x = self.ffn_block(layer, &(x + layer.o.forward(&y)?)?)?;
-        }
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
-        Ok((x, keep_cache.then_some(new_cache)))
+        let mut rows = Rows::batch(b, s, past, keep_cache);
+        let x = self.run_rows(&tokens.flatten_all()?, &mut rows)?;
+        Ok((x, rows.into_cache()?))
     }
 
     /// [`Llama::forward`] with llama.cpp's CPU arithmetic (see [`super::ggml`]); `trace` sees the
@@ -229,143 +271,18 @@ impl Llama {
         tokens: &Tensor,
         past: Option<&KvCache>,
         keep_cache: bool,
-        mut trace: Option<Trace>,
+        trace: Option<Trace>,
     ) -> Result<(Tensor, Option<KvCache>)> {
-        use super::ggml;
         let (b, s) = tokens.dims2()?;
-        let p = past.map(|c| c.len()).unwrap_or(0);
-        let t = p + s;
-        let cfg = &self.cfg;
-        let (nh, nkv, hd, hs) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-            cfg.hidden_size,
-        );
-        let n = b * s;
-        let eps = cfg.rms_norm_eps as f32;
-        let shape = ggml::AttnShape {
-            s,
-            t,
-            n_head: nh,
-            n_kv_head: nkv,
-            head_dim: hd,
-            scale: 1.0 / (hd as f32).sqrt(),
-            window: cfg.sliding_window,
-        };
-        let caches: Vec<Vec<(f32, f32)>> = (p..t)
-            .map(|pos| {
-                ggml::rope_cache(
-                    pos,
-                    hd,
-                    cfg.rope_theta as f32,
-                    self.rope_freq_factors.as_deref(),
-                )
-            })
-            .collect();
-        let rope = |x: &mut [f32], width: usize| {
-            for (r, row) in x.chunks_exact_mut(width).enumerate() {
-                ggml::rope_rows(row, &caches[r % s]);
-            }
-        };
-        let mut emit = |name: &str, l: usize, x: &[f32]| {
-            if let Some(f) = trace.as_mut() {
-                f(name, l, x)
-            }
-        };
-        let mut x = self
-            .embed
-            .index_select(&tokens.flatten_all()?, 0)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let mut new_cache = KvCache::default();
-        for (li, layer) in self.layers.iter().enumerate() {
-            let attn_norm = layer.attn_norm.to_vec1::<f32>()?;
-            let h = ggml::rms_norm(&x, &attn_norm, eps);
-            emit("attn_norm", li, &h);
-            let mut q = layer.q.forward_rows(&h, n)?;
-            let mut k = layer.k.forward_rows(&h, n)?;
-            let v = layer.v.forward_rows(&h, n)?;
-            rope(&mut q, nh * hd);
-            rope(&mut k, nkv * hd);
-            emit("Qcur", li, &q);
-            emit("Kcur", li, &k);
-            emit("Vcur", li, &v);
-            // per batch row: keys/values [nkv, t, hd], past positions first
-            let past_kv = match past {
-                Some(c) if p > 0 => {
-                    let (pk, pv) = &c.layers[li];
-                    Some((
-                        pk.dims()[0],
-                        pk.flatten_all()?.to_vec1::<f32>()?,
-                        pv.flatten_all()?.to_vec1::<f32>()?,
-                    ))
-                }
-                _ => None,
-            };
-            let mut kall = vec![0f32; b * nkv * t * hd];
-            let mut vall = vec![0f32; b * nkv * t * hd];
-            let mut y = vec![0f32; n * nh * hd];
-            let (row, past_len) = (s * nkv * hd, nkv * p * hd);
-            for bi in 0..b {
-                let (pk, pv) = match &past_kv {
-                    Some((pb, pk, pv)) => {
-                        let src = if *pb == b { bi } else { 0 };
-                        let at = src * past_len..(src + 1) * past_len;
-                        (Some(&pk[at.clone()]), Some(&pv[at]))
-                    }
-                    None => (None, None),
-                };
-                let new = bi * row..(bi + 1) * row;
-                let seq = bi * nkv * t * hd..(bi + 1) * nkv * t * hd;
-                let (kb, vb) = (&mut kall[seq.clone()], &mut vall[seq]);
-                ggml::append_kv(kb, pk, p, &k[new.clone()], s, nkv, hd);
-                ggml::append_kv(vb, pv, p, &v[new], s, nkv, hd);
-                let qb = &q[bi * s * nh * hd..(bi + 1) * s * nh * hd];
-                let yb = ggml::attention(qb, kb, vb, &shape);
-                y[bi * s * nh * hd..(bi + 1) * s * nh * hd].copy_from_slice(&yb);
-            }
-            emit("kqv_out", li, &y);
-            if keep_cache {
-                new_cache.layers.push((
-                    Tensor::from_vec(kall, (b, nkv, t, hd), &Device::Cpu)?,
-                    Tensor::from_vec(vall, (b, nkv, t, hd), &Device::Cpu)?,
-                ));
-            }
-            let o = layer.o.forward_rows(&y, n)?;
-            emit("attn_out", li, &o);
-            for (xi, oi) in x.iter_mut().zip(&o) {
-                *xi += *oi;
-            }
-            emit("ffn_inp", li, &x);
-            let ffn_norm = layer.ffn_norm.to_vec1::<f32>()?;
-            let h = ggml::rms_norm(&x, &ffn_norm, eps);
-            emit("ffn_norm", li, &h);
-            let g = layer.gate.forward_rows(&h, n)?;
-            let u = layer.up.forward_rows(&h, n)?;
-            emit("ffn_gate", li, &g);
-            emit("ffn_up", li, &u);
-            let a = ggml::swiglu(&g, &u);
-            emit("ffn_swiglu", li, &a);
-            let d = layer.down.forward_rows(&a, n)?;
-            emit("ffn_out", li, &d);
-            for (xi, di) in x.iter_mut().zip(&d) {
-                *xi += *di;
-            }
-            emit("l_out", li, &x);
-        }
-        let norm = self.norm.to_vec1::<f32>()?;
-        let out = ggml::rms_norm(&x, &norm, eps);
-        emit("result_norm", self.layers.len(), &out);
-        Ok((
-            Tensor::from_vec(out, (b, s, hs), &Device::Cpu)?,
-            keep_cache.then_some(new_cache),
-        ))
+        let mut rows = Rows::batch(b, s, past, keep_cache);
+        let ids = tokens.flatten_all()?;
+        let x = self.run(LlamaCpp::new(self, &rows, trace), &ids, &mut rows)?;
+        Ok((x, rows.into_cache()?))
     }
 
     /// One decoding step for `tokens.len()` independent rows: row `r` appends `tokens[r]` after
     /// its own cache `caches[r]` (rows may have different lengths). The linear layers run on all
-    /// rows at once; attention runs per row over that row's cache, so a row's result equals
+    /// rows at once; RoPE and attention per row at its own position, so a row's result equals
     /// [`Llama::forward`] of that row alone. Returns the final-normed hidden states `[b, hidden]`
     /// and extends every cache by one position.
     pub fn decode_step(&self, tokens: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
@@ -373,154 +290,15 @@ impl Llama {
         if b == 0 || caches.len() != b {
             return Err(Error::model("decode_step: one cache per token"));
         }
-        if self.llamacpp_arith {
-            return self.decode_step_ggml(tokens, caches);
-        }
-        let cfg = &self.cfg;
-        let (nh, nkv, hd, n_rep) = self.head_dims();
-        let scale = 1.0 / (hd as f64).sqrt();
-        let eps = cfg.rms_norm_eps as f32;
-        let mut cos = vec![];
-        let mut sin = vec![];
-        let mut masks = vec![];
-        for c in caches.iter() {
-            if !c.is_empty() && c.layers.len() != self.layers.len() {
-                return Err(Error::model("decode_step: cache of another model"));
-            }
-            let (co, si) = self.rope_tables(c.len(), 1)?;
-            cos.push(co);
-            sin.push(si);
-            masks.push(self.mask(c.len(), 1, n_rep)?);
-        }
-        let cos = Tensor::stack(&cos, 0)?;
-        let sin = Tensor::stack(&sin, 0)?;
-        let ids = Tensor::from_vec(tokens.to_vec(), b, &Device::Cpu)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, 1, cfg.hidden_size))?;
-        for (li, layer) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let heads = |w: &Weight, n: usize| -> Result<Tensor> {
-                Ok(w.forward(&h)?
-                    .reshape((b, 1, n, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
-            let q = self.rope(&heads(&layer.q, nh)?, &cos, &sin)?;
-            let k = self.rope(&heads(&layer.k, nkv)?, &cos, &sin)?;
-            let v = heads(&layer.v, nkv)?;
-            let mut ys = Vec::with_capacity(b);
-            for (r, cache) in caches.iter_mut().enumerate() {
-                let (kr, vr) = (k.narrow(0, r, 1)?, v.narrow(0, r, 1)?);
-                let (kr, vr) = match cache.layers.get(li) {
-                    Some((pk, pv)) => (
-                        Tensor::cat(&[pk, &kr], 2)?.contiguous()?,
-                        Tensor::cat(&[pv, &vr], 2)?.contiguous()?,
-                    ),
-                    None => (kr, vr),
-                };
-                let qf = (q.narrow(0, r, 1)? * scale)?.reshape((1, nkv, n_rep, hd))?;
-                let att = qf.matmul(&kr.t()?)?.broadcast_add(&masks[r])?;
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                ys.push(att.matmul(&vr)?.reshape((1, 1, nh * hd))?);
-                if li < cache.layers.len() {
-                    cache.layers[li] = (kr, vr);
-                } else {
-                    cache.layers.push((kr, vr));
-                }
-            }
-            let y = Tensor::cat(&ys, 0)?;
-            x = self.ffn_block(layer, &(x + layer.o.forward(&y)?)?)?;
-        }
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, eps)?;
-        Ok(x.reshape((b, cfg.hidden_size))?)
-    }
-
-    /// [`Llama::decode_step`] with llama.cpp's arithmetic: the matmuls run on all rows at once
-    /// (the quantized kernels give each row what it gets alone), RoPE, the f16 KV cache and
-    /// attention per row at its own position — each row equals [`Llama::forward_traced`] of that
-    /// row alone.
-    fn decode_step_ggml(&self, tokens: &[u32], caches: &mut [KvCache]) -> Result<Tensor> {
-        use super::ggml;
-        let b = tokens.len();
-        let cfg = &self.cfg;
-        let (nh, nkv, hd, _) = self.head_dims();
-        let eps = cfg.rms_norm_eps as f32;
-        let ropes: Vec<Vec<(f32, f32)>> = caches
+        if caches
             .iter()
-            .map(|c| {
-                let theta = cfg.rope_theta as f32;
-                ggml::rope_cache(c.len(), hd, theta, self.rope_freq_factors.as_deref())
-            })
-            .collect();
-        let ids = Tensor::from_vec(tokens.to_vec(), b, &Device::Cpu)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        for (li, layer) in self.layers.iter().enumerate() {
-            let h = ggml::rms_norm(&x, &layer.attn_norm.to_vec1::<f32>()?, eps);
-            let mut q = layer.q.forward_rows(&h, b)?;
-            let mut k = layer.k.forward_rows(&h, b)?;
-            let v = layer.v.forward_rows(&h, b)?;
-            let mut y = vec![0f32; b * nh * hd];
-            for (r, cache) in caches.iter_mut().enumerate() {
-                ggml::rope_rows(&mut q[r * nh * hd..(r + 1) * nh * hd], &ropes[r]);
-                ggml::rope_rows(&mut k[r * nkv * hd..(r + 1) * nkv * hd], &ropes[r]);
-                let p = cache.layers.get(li).map_or(0, |(pk, _)| pk.dims()[2]);
-                let t = p + 1;
-                let past = match cache.layers.get(li) {
-                    Some((pk, pv)) => Some((
-                        pk.flatten_all()?.to_vec1::<f32>()?,
-                        pv.flatten_all()?.to_vec1::<f32>()?,
-                    )),
-                    None => None,
-                };
-                let (pk, pv) = (
-                    past.as_ref().map(|x| &x.0[..]),
-                    past.as_ref().map(|x| &x.1[..]),
-                );
-                let new = r * nkv * hd..(r + 1) * nkv * hd;
-                let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
-                ggml::append_kv(&mut kb, pk, p, &k[new.clone()], 1, nkv, hd);
-                ggml::append_kv(&mut vb, pv, p, &v[new], 1, nkv, hd);
-                let shape = ggml::AttnShape {
-                    s: 1,
-                    t,
-                    n_head: nh,
-                    n_kv_head: nkv,
-                    head_dim: hd,
-                    scale: 1.0 / (hd as f32).sqrt(),
-                    window: cfg.sliding_window,
-                };
-                let yr = ggml::attention(&q[r * nh * hd..(r + 1) * nh * hd], &kb, &vb, &shape);
-                y[r * nh * hd..(r + 1) * nh * hd].copy_from_slice(&yr);
-                let kv = (
-                    Tensor::from_vec(kb, (1, nkv, t, hd), &Device::Cpu)?,
-                    Tensor::from_vec(vb, (1, nkv, t, hd), &Device::Cpu)?,
-                );
-                if li < cache.layers.len() {
-                    cache.layers[li] = kv;
-                } else {
-                    cache.layers.push(kv);
-                }
-            }
-            for (xi, oi) in x.iter_mut().zip(layer.o.forward_rows(&y, b)?) {
-                *xi += oi;
-            }
-            let h = ggml::rms_norm(&x, &layer.ffn_norm.to_vec1::<f32>()?, eps);
-            let a = ggml::swiglu(
-                &layer.gate.forward_rows(&h, b)?,
-                &layer.up.forward_rows(&h, b)?,
-            );
-            for (xi, di) in x.iter_mut().zip(layer.down.forward_rows(&a, b)?) {
-                *xi += di;
-            }
+            .any(|c| !c.is_empty() && c.layers.len() != self.layers.len())
+        {
+            return Err(Error::model("decode_step: cache of another model"));
         }
-        let out = ggml::rms_norm(&x, &self.norm.to_vec1::<f32>()?, eps);
-        Ok(Tensor::from_vec(out, (b, cfg.hidden_size), &Device::Cpu)?)
+        let ids = Tensor::from_vec(tokens.to_vec(), b, &Device::Cpu)?;
+        let x = self.run_rows(&ids, &mut Rows::each(caches))?;
+        Ok(x.reshape((b, self.cfg.hidden_size))?)
     }
 
     /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.

@@ -1,6 +1,7 @@
 //! Finding and loading model files: a `.gguf` file, a Hugging Face model directory (config.json,
 //! tokenizer.json, single or sharded safetensors), or a hub id fetched through hf-hub's cache
 //! (HF_HOME, HF_ENDPOINT and HF_HUB_OFFLINE honoured).
+use super::arch::{EMBED, HF_PREFIX, LAYER_TENSORS, OUTPUT, OUTPUT_NORM, ROPE_FREQS};
 use super::config::LlamaConfig;
 use super::llama::{Layer, Llama};
 use super::qmatmul::{QuantWeight, Weight};
@@ -217,16 +218,16 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
 fn text_prefix(names: &BTreeSet<String>) -> Result<String> {
     let mut found: Vec<&str> = names
         .iter()
-        .filter_map(|n| n.strip_suffix("embed_tokens.weight"))
+        .filter_map(|n| n.strip_suffix(&EMBED.hf_name("", None)))
         .filter(|p| {
-            names.contains(&format!("{p}layers.0.input_layernorm.weight"))
-                || names.contains(&format!("{p}norm.weight"))
+            names.contains(&LAYER_TENSORS[0].hf_name(p, Some(0)))
+                || names.contains(&OUTPUT_NORM.hf_name(p, None))
         })
         .collect();
     found.sort_by_key(|p| p.len());
     match found.first() {
         Some(p) => Ok(p.to_string()),
-        None if names.contains("model.embed_tokens.weight") => Ok("model.".into()),
+        None if names.contains(&EMBED.hf_name(HF_PREFIX, None)) => Ok(HF_PREFIX.into()),
         None => Err(Error::model(
             "no `model.embed_tokens.weight` (nor a wrapped `...embed_tokens.weight`) in the safetensors files",
         )),
@@ -369,36 +370,30 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
             )
         })
     };
-    let embed = dense("token_embd.weight", &mut get)?;
+    let embed = dense(&EMBED.gguf_name(None), &mut get)?;
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
     for i in 0..cfg.num_hidden_layers {
-        let n = |s: &str| format!("blk.{i}.{s}.weight");
-        layers.push(Layer {
-            attn_norm: dense(&n("attn_norm"), &mut get)?,
-            q: linear(&n("attn_q"), &mut get)?,
-            k: linear(&n("attn_k"), &mut get)?,
-            v: linear(&n("attn_v"), &mut get)?,
-            o: linear(&n("attn_output"), &mut get)?,
-            ffn_norm: dense(&n("ffn_norm"), &mut get)?,
-            gate: linear(&n("ffn_gate"), &mut get)?,
-            up: linear(&n("ffn_up"), &mut get)?,
-            down: linear(&n("ffn_down"), &mut get)?,
-        });
+        layers.push(Layer::load(
+            &mut get,
+            |get, t| dense(&t.gguf_name(Some(i)), get),
+            |get, t| linear(&t.gguf_name(Some(i)), get),
+        )?);
     }
-    let norm = dense("output_norm.weight", &mut get)?;
-    let head_name = if ct.tensor_infos.contains_key("output.weight") {
-        "output.weight"
+    let norm = dense(&OUTPUT_NORM.gguf_name(None), &mut get)?;
+    // A tied head is the embedding table.
+    let head = if ct.tensor_infos.contains_key(&OUTPUT.gguf_name(None)) {
+        &OUTPUT
     } else {
-        "token_embd.weight"
+        &EMBED
     };
-    let lm_head = linear(head_name, &mut get)?;
+    let lm_head = linear(&head.gguf_name(None), &mut get)?;
     let lm_is_quantized = layers
         .iter()
         .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
         .chain([&lm_head])
         .any(|w| w.is_quantized());
-    let rope_freq_factors = if ct.tensor_infos.contains_key("rope_freqs.weight") {
-        Some(dense("rope_freqs.weight", &mut get)?.to_vec1::<f32>()?)
+    let rope_freq_factors = if ct.tensor_infos.contains_key(ROPE_FREQS) {
+        Some(dense(ROPE_FREQS, &mut get)?.to_vec1::<f32>()?)
     } else {
         None
     };
@@ -519,33 +514,26 @@ fn load_hf(
     };
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
     for i in 0..cfg.num_hidden_layers {
-        let p = format!("{prefix}layers.{i}");
-        layers.push(Layer {
-            attn_norm: get(&format!("{p}.input_layernorm.weight"), DType::F32)?,
-            q: lin(&format!("{p}.self_attn.q_proj"))?,
-            k: lin(&format!("{p}.self_attn.k_proj"))?,
-            v: lin(&format!("{p}.self_attn.v_proj"))?,
-            o: lin(&format!("{p}.self_attn.o_proj"))?,
-            ffn_norm: get(&format!("{p}.post_attention_layernorm.weight"), DType::F32)?,
-            gate: lin(&format!("{p}.mlp.gate_proj"))?,
-            up: lin(&format!("{p}.mlp.up_proj"))?,
-            down: lin(&format!("{p}.mlp.down_proj"))?,
-        });
+        layers.push(Layer::load(
+            &mut (),
+            |_, t| get(&t.hf_name(&prefix, Some(i)), DType::F32),
+            |_, t| lin(&t.hf_stem(&prefix, Some(i))),
+        )?);
     }
-    let embed = get(&format!("{prefix}embed_tokens.weight"), DType::F32)?;
+    let embed = get(&EMBED.hf_name(&prefix, None), DType::F32)?;
     // The head sits beside the text model: `lm_head` (transformers 5 wrappers, plain models) or
     // `language_model.lm_head` (4.x wrappers).
-    let outer = prefix.strip_suffix("model.").unwrap_or("");
-    let head = [format!("{outer}lm_head"), "lm_head".to_string()]
-        .into_iter()
-        .find(|h| {
-            names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight"))
-        });
+    let head = [
+        OUTPUT.hf_stem(&prefix, None),
+        OUTPUT.hf_stem(HF_PREFIX, None),
+    ]
+    .into_iter()
+    .find(|h| names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight")));
     let lm_head = match head {
         Some(h) if !cfg.tie_word_embeddings => lin(&h)?,
         _ => Weight::Dense(embed.to_dtype(opts.dtype)?),
     };
-    let norm = get(&format!("{prefix}norm.weight"), DType::F32)?;
+    let norm = get(&OUTPUT_NORM.hf_name(&prefix, None), DType::F32)?;
     let tc: Option<serde_json::Value> = match tok_config {
         Some(p) => Some(
             serde_json::from_str(&std::fs::read_to_string(p)?).map_err(|e| Error::file(p, e))?,

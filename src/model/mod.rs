@@ -140,6 +140,8 @@ pub fn open(spec: &str, opts: &OpenOptions) -> Result<Box<dyn LanguageModel>> {
     Ok(Box::new(candle_lm::CandleLm::open(spec, opts)?))
 }
 
+pub mod arch;
+mod arith;
 pub mod candle_lm;
 pub mod config;
 pub mod export;

@@ -1,0 +1,375 @@
+//! The two arithmetics of the layer loop [`Llama::run`](super::llama::Llama): the operations one
+//! layer is made of, on all rows of a call at once (linear layers, norms, SwiGLU) or row by row
+//! at each row's own positions (RoPE, attention with its KV cache).
+//!
+//! - [`F32`]: candle tensors in f32, as the Hugging Face model computes (the fidelity target is
+//!   lm-evaluation-harness on transformers);
+//! - [`LlamaCpp`]: row-major `Vec<f32>` through [`super::ggml`], llama.cpp's CPU arithmetic
+//!   operation by operation (bit-exact with llama.cpp for quantized GGUF weights).
+//!
+//! Each keeps the exact operations, and their order, that its results were checked with: a change
+//! here changes the numbers.
+use super::ggml;
+use super::llama::{Llama, Rows, Trace};
+use super::qmatmul::Weight;
+use crate::error::Result;
+use candle_core::{Device, Tensor};
+
+/// The per-layer operations of a Llama layer in one arithmetic. Activations hold every row of
+/// the call: `b` rows of `s` positions.
+pub trait Arith {
+    type Act;
+    /// Activations from embedding rows `[b·s, hidden]`.
+    fn embed(&self, x: Tensor) -> Result<Self::Act>;
+    fn rms_norm(&self, x: &Self::Act, w: &Tensor) -> Result<Self::Act>;
+    fn linear(&self, w: &Weight, x: &Self::Act) -> Result<Self::Act>;
+    /// A projection `[b, s, n_heads·head_dim]` in the layout [`Arith::attention`] reads, rotated
+    /// by RoPE at the rows' positions when `rope`.
+    fn heads(&self, x: Self::Act, n_heads: usize, rope: bool) -> Result<Self::Act>;
+    /// Causal attention of every row's queries over its past ([`Rows::past`]) and new keys and
+    /// values, storing the extended ones ([`Rows::store`]). Returns `[b, s, heads·head_dim]`.
+    fn attention(
+        &self,
+        layer: usize,
+        q: &Self::Act,
+        k: &Self::Act,
+        v: &Self::Act,
+        rows: &mut Rows,
+    ) -> Result<Self::Act>;
+    /// `silu(g)·u`.
+    fn swiglu(&self, g: &Self::Act, u: &Self::Act) -> Result<Self::Act>;
+    /// The residual `x + y`.
+    fn add(&self, x: Self::Act, y: &Self::Act) -> Result<Self::Act>;
+    /// The final hidden states as a tensor `[b, s, hidden]`.
+    fn output(&self, x: Self::Act) -> Result<Tensor>;
+    /// Sees an intermediate value under llama.cpp's name for it (see [`Trace`]).
+    fn trace(&mut self, _name: &str, _layer: usize, _x: &Self::Act) {}
+}
+
+/// Whether every row starts at the same position (a [`Llama::forward`] call).
+fn same_start(rows: &Rows) -> bool {
+    rows.starts.iter().all(|&p| p == rows.starts[0])
+}
+
+/// The Hugging Face model's f32 arithmetic on candle tensors.
+pub struct F32<'m> {
+    m: &'m Llama,
+    b: usize,
+    s: usize,
+    /// RoPE tables: `[s, head_dim/2]` when the rows share their positions, else
+    /// `[b, s, head_dim/2]` (candle's rope applies the same formula to either).
+    cos: Tensor,
+    sin: Tensor,
+    /// Each row's additive attention mask.
+    masks: Vec<Tensor>,
+}
+
+impl<'m> F32<'m> {
+    pub fn new(m: &'m Llama, rows: &Rows) -> Result<Self> {
+        let (b, s) = (rows.b, rows.s);
+        let n_rep = m.cfg.num_attention_heads / m.cfg.num_key_value_heads;
+        let (cos, sin) = if same_start(rows) {
+            rope_tables(m, rows.starts[0], s)?
+        } else {
+            let (cos, sin): (Vec<_>, Vec<_>) = rows
+                .starts
+                .iter()
+                .map(|&p| rope_tables(m, p, s))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .unzip();
+            (Tensor::stack(&cos, 0)?, Tensor::stack(&sin, 0)?)
+        };
+        let mut masks: Vec<Tensor> = Vec::with_capacity(b);
+        for (r, &p) in rows.starts.iter().enumerate() {
+            masks.push(match masks.last() {
+                Some(prev) if rows.starts[r - 1] == p => prev.clone(),
+                _ => mask(m, p, s, n_rep)?,
+            });
+        }
+        Ok(F32 {
+            m,
+            b,
+            s,
+            cos,
+            sin,
+            masks,
+        })
+    }
+}
+
+/// RoPE cos/sin tables `[len, head_dim/2]` for positions `start..start + len`, with the
+/// configured frequency scaling, `rope_freqs` divisors and YaRN's attention factor.
+fn rope_tables(m: &Llama, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+    let mut inv = m.cfg.inv_freq();
+    if let Some(f) = &m.rope_freq_factors {
+        for (x, d) in inv.iter_mut().zip(f) {
+            *x /= *d;
+        }
+    }
+    let half = inv.len();
+    // YaRN scales cos and sin (1 for every other RoPE type).
+    let a = m.cfg.rope_attention_factor() as f32;
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
+    for p in start..start + len {
+        for &f in &inv {
+            let angle = p as f32 * f;
+            cos.push(angle.cos() * a);
+            sin.push(angle.sin() * a);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
+        Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
+    ))
+}
+
+/// Additive attention mask for `s` query positions after `past` cached ones, each query row
+/// repeated `n_rep` times (grouped-query heads are folded into the row dimension).
+fn mask(m: &Llama, past: usize, s: usize, n_rep: usize) -> Result<Tensor> {
+    let t = past + s;
+    let window = m.cfg.sliding_window;
+    let mut v = vec![0f32; n_rep * s * t];
+    for r in 0..n_rep {
+        for i in 0..s {
+            let q = past + i;
+            let row = &mut v[(r * s + i) * t..(r * s + i + 1) * t];
+            for (j, x) in row.iter_mut().enumerate() {
+                let too_old = window.is_some_and(|w| j + w <= q);
+                if j > q || too_old {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(v, (n_rep * s, t), &Device::Cpu)?)
+}
+
+impl Arith for F32<'_> {
+    /// `[b, s, width]`.
+    type Act = Tensor;
+
+    fn embed(&self, x: Tensor) -> Result<Tensor> {
+        Ok(x.reshape((self.b, self.s, self.m.cfg.hidden_size))?)
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let eps = self.m.cfg.rms_norm_eps as f32;
+        Ok(candle_nn::ops::rms_norm(x, w, eps)?)
+    }
+
+    fn linear(&self, w: &Weight, x: &Tensor) -> Result<Tensor> {
+        w.forward(x)
+    }
+
+    /// `[b, n_heads, s, head_dim]`.
+    fn heads(&self, x: Tensor, n_heads: usize, rope: bool) -> Result<Tensor> {
+        let x = x
+            .reshape((self.b, self.s, n_heads, self.m.cfg.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        if !rope {
+            return Ok(x);
+        }
+        Ok(if self.m.interleaved_rope {
+            candle_nn::rotary_emb::rope_i(&x, &self.cos, &self.sin)?
+        } else {
+            candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin)?
+        })
+    }
+
+    /// Per row: `softmax(q·kᵀ·scale + mask)·v`, the `n_rep` query heads of each kv head folded
+    /// into the rows of one matrix product `[1, kv_heads, n_rep·s, head_dim]`.
+    fn attention(
+        &self,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        rows: &mut Rows,
+    ) -> Result<Tensor> {
+        let c = &self.m.cfg;
+        let (b, s, hd) = (self.b, self.s, c.head_dim);
+        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut ys = Vec::with_capacity(b);
+        for r in 0..b {
+            let (kr, vr) = (k.narrow(0, r, 1)?, v.narrow(0, r, 1)?);
+            let (kr, vr) = match rows.past(layer, r)? {
+                Some((pk, pv)) => (
+                    Tensor::cat(&[&pk, &kr], 2)?.contiguous()?,
+                    Tensor::cat(&[&pv, &vr], 2)?.contiguous()?,
+                ),
+                None => (kr, vr),
+            };
+            let qf = (q.narrow(0, r, 1)? * scale)?.reshape((1, nkv, nh / nkv * s, hd))?;
+            let att = qf.matmul(&kr.t()?)?.broadcast_add(&self.masks[r])?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            ys.push(att.matmul(&vr.contiguous()?)?.reshape((1, nh, s, hd))?);
+            rows.store(layer, r, (kr, vr));
+        }
+        let y = Tensor::cat(&ys, 0)?;
+        Ok(y.transpose(1, 2)?.reshape((b, s, nh * hd))?)
+    }
+
+    fn swiglu(&self, g: &Tensor, u: &Tensor) -> Result<Tensor> {
+        Ok((candle_nn::ops::silu(g)? * u)?)
+    }
+
+    fn add(&self, x: Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok((x + y)?)
+    }
+
+    fn output(&self, x: Tensor) -> Result<Tensor> {
+        Ok(x)
+    }
+}
+
+/// llama.cpp's CPU arithmetic ([`super::ggml`]) on row-major floats; the KV cache holds
+/// f16-rounded keys and values, as llama.cpp's does.
+pub struct LlamaCpp<'m, 't> {
+    m: &'m Llama,
+    b: usize,
+    s: usize,
+    /// ggml's RoPE cache of each position: `ropes[i]` for position `i` of every row when the rows
+    /// share their positions, else `ropes[r·s + i]`.
+    ropes: Vec<Vec<(f32, f32)>>,
+    shared: bool,
+    trace: Option<Trace<'t>>,
+}
+
+impl<'m, 't> LlamaCpp<'m, 't> {
+    pub fn new(m: &'m Llama, rows: &Rows, trace: Option<Trace<'t>>) -> Self {
+        let (hd, theta) = (m.cfg.head_dim, m.cfg.rope_theta as f32);
+        let factors = m.rope_freq_factors.as_deref();
+        let shared = same_start(rows);
+        let starts = if shared {
+            &rows.starts[..1]
+        } else {
+            &rows.starts[..]
+        };
+        let ropes = starts
+            .iter()
+            .flat_map(|&p| p..p + rows.s)
+            .map(|pos| ggml::rope_cache(pos, hd, theta, factors))
+            .collect();
+        LlamaCpp {
+            m,
+            b: rows.b,
+            s: rows.s,
+            ropes,
+            shared,
+            trace,
+        }
+    }
+}
+
+impl Arith for LlamaCpp<'_, '_> {
+    /// `[b·s, width]`, row-major.
+    type Act = Vec<f32>;
+
+    fn embed(&self, x: Tensor) -> Result<Vec<f32>> {
+        Ok(x.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    fn rms_norm(&self, x: &Vec<f32>, w: &Tensor) -> Result<Vec<f32>> {
+        let eps = self.m.cfg.rms_norm_eps as f32;
+        Ok(ggml::rms_norm(x, &w.to_vec1::<f32>()?, eps))
+    }
+
+    fn linear(&self, w: &Weight, x: &Vec<f32>) -> Result<Vec<f32>> {
+        w.forward_rows(x, self.b * self.s)
+    }
+
+    /// Rows as they are (`[b·s, n_heads·head_dim]`), RoPE'd in place.
+    fn heads(&self, mut x: Vec<f32>, n_heads: usize, rope: bool) -> Result<Vec<f32>> {
+        if rope {
+            let width = n_heads * self.m.cfg.head_dim;
+            for (i, row) in x.chunks_exact_mut(width).enumerate() {
+                let at = if self.shared { i % self.s } else { i };
+                ggml::rope_rows(row, &self.ropes[at]);
+            }
+        }
+        Ok(x)
+    }
+
+    /// Per row: its past and new keys/values (f16) as `[kv_heads, t, head_dim]`, then
+    /// [`ggml::attention`].
+    fn attention(
+        &self,
+        layer: usize,
+        q: &Vec<f32>,
+        k: &Vec<f32>,
+        v: &Vec<f32>,
+        rows: &mut Rows,
+    ) -> Result<Vec<f32>> {
+        let c = &self.m.cfg;
+        let (s, hd) = (self.s, c.head_dim);
+        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        let (q_row, kv_row) = (s * nh * hd, s * nkv * hd);
+        let mut y = vec![0f32; self.b * q_row];
+        for r in 0..self.b {
+            let p = rows.starts[r];
+            let t = p + s;
+            let past = match rows.past(layer, r)? {
+                Some((pk, pv)) => Some((
+                    pk.flatten_all()?.to_vec1::<f32>()?,
+                    pv.flatten_all()?.to_vec1::<f32>()?,
+                )),
+                None => None,
+            };
+            let (pk, pv) = (
+                past.as_ref().map(|x| &x.0[..]),
+                past.as_ref().map(|x| &x.1[..]),
+            );
+            let new = r * kv_row..(r + 1) * kv_row;
+            let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
+            ggml::append_kv(&mut kb, pk, p, &k[new.clone()], s, nkv, hd);
+            ggml::append_kv(&mut vb, pv, p, &v[new], s, nkv, hd);
+            let shape = ggml::AttnShape {
+                s,
+                t,
+                n_head: nh,
+                n_kv_head: nkv,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                window: c.sliding_window,
+            };
+            let out = r * q_row..(r + 1) * q_row;
+            let yr = ggml::attention(&q[out.clone()], &kb, &vb, &shape);
+            y[out].copy_from_slice(&yr);
+            rows.store(
+                layer,
+                r,
+                (
+                    Tensor::from_vec(kb, (1, nkv, t, hd), &Device::Cpu)?,
+                    Tensor::from_vec(vb, (1, nkv, t, hd), &Device::Cpu)?,
+                ),
+            );
+        }
+        Ok(y)
+    }
+
+    fn swiglu(&self, g: &Vec<f32>, u: &Vec<f32>) -> Result<Vec<f32>> {
+        Ok(ggml::swiglu(g, u))
+    }
+
+    fn add(&self, mut x: Vec<f32>, y: &Vec<f32>) -> Result<Vec<f32>> {
+        for (xi, yi) in x.iter_mut().zip(y) {
+            *xi += *yi;
+        }
+        Ok(x)
+    }
+
+    fn output(&self, x: Vec<f32>) -> Result<Tensor> {
+        let shape = (self.b, self.s, self.m.cfg.hidden_size);
+        Ok(Tensor::from_vec(x, shape, &Device::Cpu)?)
+    }
+
+    fn trace(&mut self, name: &str, layer: usize, x: &Vec<f32>) {
+        if let Some(f) = self.trace.as_mut() {
+            f(name, layer, x)
+        }
+    }
+}
