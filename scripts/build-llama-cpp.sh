@@ -101,12 +101,13 @@ if ! server_ok || [[ ! -f "$DIR/lib/libllama.so" ]]; then
     log "llama.cpp built in $(( $(date +%s) - t0 )) s"
 fi
 
-# The Python server: no compilation (LLAMA_BUILD=OFF); --no-binary names only llama-cpp-python (":all:" would
+# The Python server: no compilation (LLAMA_BUILD=OFF); --no-cache-dir so that a wheel pip cached from an earlier
+# build with other CMAKE_ARGS (bundling its own libllama) is not reused; --no-binary names only llama-cpp-python (":all:" would
 # compile cmake and every dependency from source).
 if ! python_ok; then
     log "installing llama-cpp-python[server]==$VERSION on the shared libllama"
     CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" \
-        nice -n 10 "${VPIP[@]}" install --no-binary llama-cpp-python "llama-cpp-python[server]==$VERSION" numpy
+        nice -n 10 "${VPIP[@]}" install --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python[server]==$VERSION" numpy
     python_ok || { log "llama-cpp-python does not import with LLAMA_CPP_LIB_PATH=$DIR/lib"; exit 1; }
 fi
 
