@@ -241,6 +241,7 @@ pub fn eos_ids(model: &dyn LanguageModel) -> Vec<u32> {
 
 /// Score `docs` of `task`. `tick` is called with the number of finished documents; `stop` is
 /// polled between backend calls (Ctrl-C): what was finished is returned with `partial = true`.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     model: &mut dyn LanguageModel,
     task: &Task,
@@ -484,6 +485,7 @@ impl Window {
         jobs.sort_by_key(|(_, j)| std::cmp::Reverse(j.prompt.len()));
         while let Some((_, first)) = jobs.first() {
             let key = serde_json::to_string(&first.opts)?;
+            #[allow(clippy::type_complexity)]
             let (same, rest): (Vec<(usize, &GenJob)>, Vec<(usize, &GenJob)>) = jobs
                 .iter()
                 .partition(|(_, j)| serde_json::to_string(&j.opts).ok().as_ref() == Some(&key));

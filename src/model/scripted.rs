@@ -156,7 +156,7 @@ impl LanguageModel for ScriptedLm {
                 let h = hash_of(r);
                 Loglik {
                     logprob: -((h % 10_000) as f64) / 1000.0 - r.continuation.len() as f64,
-                    is_greedy: h % 7 == 0,
+                    is_greedy: h.is_multiple_of(7),
                     logprob_f64: None,
                 }
             })

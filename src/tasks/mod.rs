@@ -387,7 +387,7 @@ impl Task {
     /// Turn one dataset row into a `Doc` (requests rendered as strings).
     pub fn build_doc(&self, id: usize, row: Value) -> Result<Doc> {
         if let Some(b) = &self.def.docs {
-            let def = self.def.chat.clone().unwrap_or_else(ChatDef::default);
+            let def = self.def.chat.clone().unwrap_or_default();
             return chat::build_doc(b, id, row, &def, &self.def.dataset)
                 .map_err(|m| Error::task(&self.name, format!("doc {id}: {}", one_line(m))));
         }
@@ -525,7 +525,7 @@ impl Task {
     /// Score one document from its responses (every scorer returns a [`Score`]).
     pub fn score(&self, doc: &Doc, resp: &Responses) -> Result<Score> {
         if let Some(c) = &doc.chat {
-            let def = self.def.chat.clone().unwrap_or_else(ChatDef::default);
+            let def = self.def.chat.clone().unwrap_or_default();
             return Ok(chat::score(&self.def.metrics, &def, c, resp));
         }
         let metrics = self.process_results(doc, &resp.lls, resp.generation.as_deref())?;
