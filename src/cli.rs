@@ -4,6 +4,7 @@
 use crate::engine::EngineOptions;
 use crate::fc::data as fcdata;
 use crate::fc::{ParserMode, SchemaOrder};
+use crate::model::server::{PromptMode, ServerOptions};
 use crate::model::OpenOptions;
 use crate::report;
 use crate::run::{ChatOverrides, Gate, RunPlan};
@@ -122,7 +123,69 @@ impl ModelOpts {
             dequantize: self.dequantize,
             dtype,
             tokenizer: self.tokenizer.clone(),
+            server: None,
         })
+    }
+}
+
+/// Scoring through OpenAI-compatible servers instead of loading the model (shared by `run`,
+/// `fc` and `json`).
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Score and generate through an OpenAI-compatible `/v1/completions` server
+    /// (`http://host:8000/v1`: vLLM, SGLang, llama-cpp-python; llama-server generates only)
+    /// instead of loading the model: --model is then the served model name and --tokenizer the
+    /// model's tokenizer (tokenizer.json, model directory or .gguf). Repeat it to spread one run
+    /// over several servers.
+    #[arg(long = "server", value_name = "URL")]
+    urls: Vec<String>,
+    /// With --server: requests in flight per server (raise --batch-size to at least
+    /// servers x concurrency x --server-batch to keep them all busy).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// With --server: prompts per request body on servers that take a list (vLLM, SGLang).
+    #[arg(long, default_value_t = 8)]
+    server_batch: usize,
+    /// With --server: seconds one HTTP request may take before it counts as failed (and is retried).
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// With --server: retries of a request after a connection error, timeout, HTTP 429 or 5xx
+    /// (never after another 4xx).
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    /// With --server: seconds before the first retry; doubles each time (at most 30 s).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    retry_backoff: f64,
+    /// With --server: token-id prompts, or text prompts checked against the server's tokens
+    /// (llama-cpp-python takes text only); auto picks what the probe shows works.
+    #[arg(long, value_enum, default_value_t = PromptMode::Auto)]
+    prompt_mode: PromptMode,
+}
+
+impl ServerArgs {
+    fn options(&self) -> Result<Option<ServerOptions>> {
+        if self.urls.is_empty() {
+            return Ok(None);
+        }
+        if self.concurrency == 0 || self.server_batch == 0 {
+            bail!("--concurrency and --server-batch must be at least 1");
+        }
+        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
+            bail!("--timeout must be a positive number of seconds");
+        }
+        if !(self.retry_backoff >= 0.0 && self.retry_backoff.is_finite()) {
+            bail!("--retry-backoff must be a non-negative number of seconds");
+        }
+        Ok(Some(ServerOptions {
+            urls: self.urls.clone(),
+            concurrency: self.concurrency,
+            batch: self.server_batch,
+            timeout: std::time::Duration::from_secs_f64(self.timeout),
+            retries: self.retries,
+            backoff: std::time::Duration::from_secs_f64(self.retry_backoff),
+            prompt_mode: self.prompt_mode,
+            ..ServerOptions::default()
+        }))
     }
 }
 
@@ -130,12 +193,14 @@ impl ModelOpts {
 #[derive(Args, Clone)]
 struct CommonArgs {
     /// A .gguf file, a Hugging Face model directory, a hub id, `replay:<completions.jsonl>`
-    /// or `scripted:`. Repeat it to evaluate several variants in one command: the first is the
-    /// baseline, each later one is compared with it.
+    /// or `scripted:` (with --server: the served model name). Repeat it to evaluate several
+    /// variants in one command: the first is the baseline, each later one is compared with it.
     #[arg(long, required = true)]
     model: Vec<String>,
     #[command(flatten)]
     model_opts: ModelOpts,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Only the first N documents of each task, in --doc-order.
     #[arg(long)]
     limit: Option<usize>,
@@ -409,9 +474,14 @@ fn run_plan(suite: Option<String>, tasks: Vec<String>, a: CommonArgs) -> Result<
         // A misspelt card fails before the run, not after it.
         report::card::Card::load(c)?;
     }
+    let mut open = a.model_opts.open_options()?;
+    open.server = a.server.options()?;
+    if open.server.is_some() && open.tokenizer.is_none() {
+        bail!("--server needs --tokenizer (the model's tokenizer.json, model directory or .gguf): requests are tokenized here, not by the server");
+    }
     let plan = RunPlan {
         models: a.model.clone(),
-        open: a.model_opts.open_options()?,
+        open,
         threads: a.model_opts.threads,
         suite,
         tasks: tasks.into_iter().filter(|t| !t.trim().is_empty()).collect(),

@@ -184,8 +184,12 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports"));
     let mut dirs: Vec<PathBuf> = vec![];
+    let needs_scores = all_docs.iter().flatten().any(|d| !d.requests.is_empty());
     for spec in &plan.models {
         let mut model = open_model(spec, &plan.open)?;
+        if let Some(why) = model.scoring_refusal().filter(|_| needs_scores) {
+            return Err(Error::model(why));
+        }
         let out = match (&plan.output, multi) {
             (Some(dir), false) => dir.clone(),
             _ => {

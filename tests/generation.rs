@@ -104,7 +104,10 @@ fn generation_stops_at_stop_strings_and_token_limit() {
         stop_strings: vec![stop.clone()],
         ..free
     };
-    let short = m.generate(&gp(&[p.clone()]), &opts).unwrap().remove(0);
+    let short = m
+        .generate(&gp(std::slice::from_ref(&p)), &opts)
+        .unwrap()
+        .remove(0);
     assert!(short.len() < g.len(), "{short:?} vs {g:?}");
     assert_eq!(short[..], g[..short.len()]);
     assert!(m.tokenizer.decode(&short, false).unwrap().contains(&stop));

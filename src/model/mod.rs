@@ -5,7 +5,9 @@
 //!
 //! - [`candle_lm`]: our own Llama/Mistral forward pass in process (GGUF, safetensors, hub ids);
 //! - [`scripted`]: no weights: deterministic outputs for tests of the pipeline (`scripted:`),
-//!   or recorded completions judged by the same scorers (`replay:<file.jsonl>`).
+//!   or recorded completions judged by the same scorers (`replay:<file.jsonl>`);
+//! - [`server`]: an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, llama-cpp-python;
+//!   llama.cpp's llama-server for generation only), chosen by [`OpenOptions::server`].
 //!
 //! Adding a backend is one new file and one arm in [`open`].
 use crate::chat::ChatTemplate;
@@ -101,6 +103,12 @@ pub trait LanguageModel {
     fn identity(&self) -> &ModelIdentity;
     /// Everything else worth recording about what was loaded (paths, architecture, types).
     fn details(&self) -> serde_json::Value;
+    /// Why this model cannot score log-likelihood requests, when it cannot (a server without
+    /// prompt log-probabilities). The run refuses such a model before any work when a selected
+    /// task needs scores; generation tasks still run.
+    fn scoring_refusal(&self) -> Option<String> {
+        None
+    }
 }
 
 /// How a model is loaded and run (the options every backend may read).
@@ -110,8 +118,12 @@ pub struct OpenOptions {
     pub dequantize: bool,
     /// dtype for dense safetensors weights.
     pub dtype: candle_core::DType,
-    /// tokenizer to use instead of the model's own.
+    /// tokenizer to use instead of the model's own (with `server`: the model's tokenizer, a
+    /// tokenizer.json, model directory or .gguf, required).
     pub tokenizer: Option<PathBuf>,
+    /// Score and generate through these OpenAI-compatible servers; the model spec is then the
+    /// served model name.
+    pub server: Option<server::ServerOptions>,
 }
 
 impl Default for OpenOptions {
@@ -120,14 +132,24 @@ impl Default for OpenOptions {
             dequantize: false,
             dtype: candle_core::DType::F32,
             tokenizer: None,
+            server: None,
         }
     }
 }
 
-/// Open the model a spec names: `scripted:` (the deterministic test model), `replay:<file>`
-/// (recorded completions), else a
+/// Open the model a spec names: with `opts.server`, the served model of that name; else
+/// `scripted:` (the deterministic test model), `replay:<file>` (recorded completions), else a
 /// `.gguf` file, a Hugging Face directory or a hub id for the in-process candle backend.
 pub fn open(spec: &str, opts: &OpenOptions) -> Result<Box<dyn LanguageModel>> {
+    if let Some(s) = &opts.server {
+        let tok = opts.tokenizer.as_deref().ok_or_else(|| {
+            Error::model(
+                "--server needs --tokenizer (the model's tokenizer.json, model directory or \
+                 .gguf): requests are tokenized here, not by the server",
+            )
+        })?;
+        return Ok(Box::new(server::ServerLm::open(spec, s, tok)?));
+    }
     if let Some(rest) = spec.strip_prefix("scripted:") {
         return Ok(Box::new(scripted::ScriptedLm::open(rest, false)?));
     }
@@ -150,5 +172,6 @@ pub mod llama;
 pub mod load;
 pub mod qmatmul;
 pub mod scripted;
+pub mod server;
 pub mod tokenizer;
 pub mod torch_sum;

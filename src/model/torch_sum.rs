@@ -25,6 +25,12 @@
 //!
 //! The llama.cpp-arithmetic path (`Llama::llamacpp_arith`) does not use this module: it keeps the
 //! double-precision sums that match llama.cpp.
+// Sleef-derived constants are exact f32 splits; the lane loops mirror the C reference.
+#![allow(
+    clippy::excessive_precision,
+    clippy::approx_constant,
+    clippy::needless_range_loop
+)]
 
 use crate::doc::Loglik;
 
