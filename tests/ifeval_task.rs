@@ -11,28 +11,13 @@ use hermes_eval::ifeval::{self, IfevalMetrics};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_hermes-eval"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    hermes(args)
 }
 
 fn newest(dir: &Path, prefix: &str) -> std::path::PathBuf {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-        .collect();
-    v.sort();
-    v.pop().expect(prefix)
+    files_with_prefix(dir, prefix).pop().expect(prefix)
 }
 
 /// The first reference case of every IFEval prompt, by key: (response, strict, loose).

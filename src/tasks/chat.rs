@@ -189,23 +189,36 @@ pub fn build_doc(
             (ChatDoc::Json(s), target)
         }
     };
-    Ok(Doc {
+    let chat = ChatRequest {
+        doc: chat,
+        max_new_tokens: def.max_new_tokens,
+    };
+    let target = match target {
+        Value::Null => String::new(),
+        v => v.to_string(),
+    };
+    Ok(generative_doc(id, row, Some(chat), None, target))
+}
+
+/// A document of a generative task: no multiple-choice requests, one chat or raw generation.
+fn generative_doc(
+    id: usize,
+    row: Value,
+    chat: Option<ChatRequest>,
+    generation: Option<crate::doc::GenRequest>,
+    target: String,
+) -> Doc {
+    Doc {
         id,
         src_index: id,
         row,
         choices: vec![],
         gold: vec![],
         requests: vec![],
-        generation: None,
-        chat: Some(ChatRequest {
-            doc: chat,
-            max_new_tokens: def.max_new_tokens,
-        }),
-        target: match target {
-            Value::Null => String::new(),
-            v => v.to_string(),
-        },
-    })
+        generation,
+        chat,
+        target,
+    }
 }
 
 /// An IFEval row: the prompt as the user turn (through the chat template), or as raw text
@@ -228,17 +241,7 @@ fn ifeval_doc(id: usize, row: Value, def: &ChatDef) -> std::result::Result<Doc, 
         };
         (None, Some(g))
     };
-    Ok(Doc {
-        id,
-        src_index: id,
-        row,
-        choices: vec![],
-        gold: vec![],
-        requests: vec![],
-        generation,
-        chat,
-        target: String::new(),
-    })
+    Ok(generative_doc(id, row, chat, generation, String::new()))
 }
 
 /// IFEval's per-document metrics (TaskDef::aggregation `flatten_mean` for the instruction-level

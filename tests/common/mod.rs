@@ -1,7 +1,31 @@
 //! Shared test helpers: where the test model, the dataset mirror and the reference outputs are.
 #![allow(dead_code)]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// Run the hermes-eval binary: (exit code, stdout, stderr).
+pub fn hermes<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hermes-eval"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// The files of `dir` whose names start with `prefix`, sorted (timestamps sort by time).
+pub fn files_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
