@@ -173,12 +173,14 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
     type Getter = Box<dyn Fn(&str) -> Result<PathBuf>>;
     let get: Getter = if offline() {
         let cache = hf_hub::Cache::from_env();
+        let dir = cache.path().join(repo.folder_name());
         let r = cache.repo(repo.clone());
         let rid = repo_id.clone();
         Box::new(move |f: &str| {
             r.get(f).ok_or_else(|| {
                 Error::model(format!(
-                    "{rid}: `{f}` is not in the local hub cache and HF_HUB_OFFLINE is set"
+                    "{rid}: `{f}` is not in the local hub cache {} and HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE to download it, or pass a local .gguf file / model directory",
+                    dir.display()
                 ))
             })
         })
