@@ -45,7 +45,9 @@ pub struct DataSource {
     cache: hf_hub::Cache,
 }
 
-fn env_flag(name: &str) -> bool {
+/// A boolean environment variable the way huggingface_hub reads one: `1`, `true`, `yes` or `on`
+/// (any case) is set, anything else (or unset) is not.
+pub(crate) fn env_flag(name: &str) -> bool {
     std::env::var(name)
         .map(|v| {
             matches!(

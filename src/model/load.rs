@@ -149,9 +149,10 @@ fn shard_files(index: &Path) -> Result<Vec<String>> {
     Ok(files.into_iter().collect())
 }
 
+/// The same rule as the dataset side, so one `HF_HUB_OFFLINE` value never means offline for the
+/// model and online for the data.
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .is_ok_and(|v| !v.is_empty() && v != "0" && v.to_lowercase() != "false")
+    crate::data::env_flag("HF_HUB_OFFLINE")
 }
 
 fn resolve_hub(id: &str) -> Result<ModelFiles> {
