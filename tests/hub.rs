@@ -3,6 +3,7 @@
 //! (tests/fixtures/hub_server.py, the `resolve` and `api/.../revision` layout) with
 //! `HF_ENDPOINT`, a fresh `HF_HOME` and no `--data-dir`; then `HF_HUB_OFFLINE=1` with the warm
 //! cache (same numbers, no server) and with a cold one (a one-line error that says what to do).
+//! `--model org/name` on a GGUF-only repo takes its one .gguf, or asks for one by name.
 mod common;
 use common::*;
 use std::io::BufRead;
@@ -40,6 +41,9 @@ impl Hub {
             &test_gguf(),
             &root.join("test-org/smollm2-q4/SmolLM2-135M-Instruct.Q4_1.gguf"),
         );
+        for name in ["a.Q4_1.gguf", "b.Q4_1.gguf"] {
+            link(&test_gguf(), &root.join("test-org/two-quants").join(name));
+        }
         for f in arc_easy_test_parquet() {
             let name = f.file_name().unwrap();
             link(
@@ -179,6 +183,41 @@ fn hub_download_then_offline_warm_cache_same_samples() {
     assert!(cache.join("datasets--allenai--ai2_arc/refs/main").is_file());
     assert_eq!(samples(&d1), want, "hub run differs from the local run");
 
+    // A GGUF-only repo named without its file: its one .gguf is used...
+    let d1b = t.path().join("d1b");
+    let (code, err) = run_arc(
+        "test-org/smollm2-q4",
+        &d1b,
+        &home,
+        &server.endpoint(),
+        false,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        samples(&d1b),
+        want,
+        "org/name run differs from the local run"
+    );
+    // ...and with several, the error asks for one by name.
+    let (code, err) = run_arc(
+        "test-org/two-quants",
+        &t.path().join("d1c"),
+        &home,
+        &server.endpoint(),
+        false,
+        &[],
+    );
+    assert_one_error_line(
+        code,
+        &err,
+        &[
+            "a.Q4_1.gguf, b.Q4_1.gguf",
+            "name one",
+            "test-org/two-quants/a.Q4_1.gguf",
+        ],
+    );
+
     // 2. Offline with the warm cache, the server gone: the same numbers.
     let endpoint = server.endpoint();
     drop(server);
@@ -186,6 +225,14 @@ fn hub_download_then_offline_warm_cache_same_samples() {
     let (code, err) = run_arc(MODEL_ID, &d2, &home, &endpoint, true, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(samples(&d2), want, "offline run differs from the local run");
+    let d2b = t.path().join("d2b");
+    let (code, err) = run_arc("test-org/smollm2-q4", &d2b, &home, &endpoint, true, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        samples(&d2b),
+        want,
+        "offline org/name run differs from the local run"
+    );
 }
 
 /// stderr is exactly one `hermes-eval: error:` line containing every needle.
