@@ -45,7 +45,9 @@ pub struct DataSource {
     cache: hf_hub::Cache,
 }
 
-fn env_flag(name: &str) -> bool {
+/// A boolean environment variable the way huggingface_hub reads one: `1`, `true`, `yes` or `on`
+/// (any case) is set, anything else (or unset) is not.
+pub(crate) fn env_flag(name: &str) -> bool {
     std::env::var(name)
         .map(|v| {
             matches!(
@@ -118,11 +120,16 @@ impl DataSource {
             )),
         }
         if self.offline {
-            tried.push("HF_HUB_OFFLINE is set, the hub was not asked".into());
+            tried.push(
+                "HF_HUB_OFFLINE is set, the hub was not asked: unset HF_HUB_OFFLINE to download it, or pass --data-dir <mirror>"
+                    .into(),
+            );
         } else {
             match self.on_hub(ds) {
                 Ok(files) => return Ok(files),
-                Err(e) => tried.push(format!("hub: {e}")),
+                Err(e) => tried.push(format!(
+                    "hub: {e} (check HF_ENDPOINT and the network, or pass --data-dir <mirror>)"
+                )),
             }
         }
         Err(Error::data(ds, tried.join(" — ")))

@@ -136,6 +136,33 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
     })
 }
 
+/// The .gguf files of a hub model repo at main, sorted: from the hub's file listing, or offline
+/// from the cached snapshot (only the files already downloaded). Empty when unknown.
+fn hub_ggufs(repo: &hf_hub::Repo, offline: bool) -> Vec<String> {
+    let mut names: Vec<String> = if offline {
+        let dir = hf_hub::Cache::from_env().path().join(repo.folder_name());
+        std::fs::read_to_string(dir.join("refs/main"))
+            .ok()
+            .and_then(|hash| std::fs::read_dir(dir.join("snapshots").join(hash.trim())).ok())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        hf_hub::api::sync::ApiBuilder::from_env()
+            .with_progress(false)
+            .build()
+            .ok()
+            .and_then(|api| api.repo(repo.clone()).info().ok())
+            .map(|info| info.siblings.into_iter().map(|s| s.rfilename).collect())
+            .unwrap_or_default()
+    };
+    names.retain(|n| n.ends_with(".gguf"));
+    names.sort();
+    names
+}
+
 fn shard_files(index: &Path) -> Result<Vec<String>> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index)?)
         .map_err(|e| Error::file(index, e))?;
@@ -149,9 +176,10 @@ fn shard_files(index: &Path) -> Result<Vec<String>> {
     Ok(files.into_iter().collect())
 }
 
+/// The same rule as the dataset side, so one `HF_HUB_OFFLINE` value never means offline for the
+/// model and online for the data.
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE")
-        .is_ok_and(|v| !v.is_empty() && v != "0" && v.to_lowercase() != "false")
+    crate::data::env_flag("HF_HUB_OFFLINE")
 }
 
 fn resolve_hub(id: &str) -> Result<ModelFiles> {
@@ -173,12 +201,14 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
     type Getter = Box<dyn Fn(&str) -> Result<PathBuf>>;
     let get: Getter = if offline() {
         let cache = hf_hub::Cache::from_env();
+        let dir = cache.path().join(repo.folder_name());
         let r = cache.repo(repo.clone());
         let rid = repo_id.clone();
         Box::new(move |f: &str| {
             r.get(f).ok_or_else(|| {
                 Error::model(format!(
-                    "{rid}: `{f}` is not in the local hub cache and HF_HUB_OFFLINE is set"
+                    "{rid}: `{f}` is not in the local hub cache {} and HF_HUB_OFFLINE is set: unset HF_HUB_OFFLINE to download it, or pass a local .gguf file / model directory",
+                    dir.display()
                 ))
             })
         })
@@ -197,7 +227,22 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
     if let Some(f) = file {
         return Ok(ModelFiles::Gguf { path: get(&f)? });
     }
-    let config = get("config.json")?;
+    let config = match get("config.json") {
+        Ok(c) => c,
+        // A GGUF-only repo named without its file: one .gguf is taken, several must be named.
+        Err(e) => {
+            return match hub_ggufs(&repo, offline()).as_slice() {
+                [one] => Ok(ModelFiles::Gguf { path: get(one)? }),
+                [] => Err(e),
+                many => Err(Error::model(format!(
+                    "{repo_id} has no config.json and {} .gguf files ({}): name one, e.g. `{repo_id}/{}`",
+                    many.len(),
+                    many.join(", "),
+                    many[0]
+                ))),
+            };
+        }
+    };
     let weights = match get("model.safetensors.index.json") {
         Ok(index) => shard_files(&index)?
             .iter()
