@@ -326,10 +326,21 @@ struct GenJob {
     doc_id: usize,
     prompt: Vec<u32>,
     opts: GenOptions,
-    chat: bool,
-    /// Decode the completion alone with special tokens skipped (IFEval, as lm-eval's
-    /// `generate_until` decodes), instead of the function-calling split of §7.3.
-    plain_completion: bool,
+    decode: Decode,
+}
+
+/// How a generation is decoded into the samples' prompt and completion.
+#[derive(Clone, Copy, PartialEq)]
+enum Decode {
+    /// A raw prompt (BigBench): the completion with special tokens skipped, cut at the stop
+    /// strings.
+    Raw,
+    /// A chat prompt judged on plain text (IFEval): the completion alone with special tokens
+    /// skipped, as lm-eval's `generate_until` decodes.
+    ChatText,
+    /// Function calling / JSON mode: prompt and completion decoded together with special tokens
+    /// kept and split at the prompt (TASKS_SPEC §7.3).
+    ChatSplit,
 }
 
 /// The requests of a window of documents, tokenized.
@@ -384,8 +395,7 @@ impl Window {
                         stop_strings: stops,
                         ..Default::default()
                     },
-                    chat: false,
-                    plain_completion: true,
+                    decode: Decode::Raw,
                 })
             } else if let Some(c) = &d.chat {
                 let text = chat
@@ -401,8 +411,10 @@ impl Window {
                         temperature: opts.temperature,
                         seed: opts.seed,
                     },
-                    chat: true,
-                    plain_completion: matches!(c.doc, crate::doc::ChatDoc::Prompt { .. }),
+                    decode: match c.doc {
+                        crate::doc::ChatDoc::Prompt { .. } => Decode::ChatText,
+                        _ => Decode::ChatSplit,
+                    },
                 })
             } else {
                 None
@@ -577,32 +589,36 @@ impl Window {
             let Some(ids) = cache.get_gen(&j.prompt, &j.opts) else {
                 return Ok(None);
             };
-            if j.chat && j.plain_completion {
-                resp.prompt = Some(tokenizer::decode(tok, &j.prompt, false)?);
-                resp.generation = Some(tokenizer::decode(tok, &ids, true)?);
-                resp.eos_token = self.eos_token.clone();
-            } else if j.chat {
-                // Decode the whole sequence with special tokens kept (TASKS_SPEC §7.3) and split
-                // it at the decoded prompt, so prompt and completion stay apart.
-                let mut all = j.prompt.clone();
-                all.extend_from_slice(&ids);
-                let full = tokenizer::decode(tok, &all, false)?;
-                let p_dec = tokenizer::decode(tok, &j.prompt, false)?;
-                let (p, c) = match full.strip_prefix(p_dec.as_str()) {
-                    Some(rest) => (p_dec.clone(), rest.to_string()),
-                    None => (p_dec.clone(), tokenizer::decode(tok, &ids, false)?),
-                };
-                resp.prompt = Some(p);
-                resp.generation = Some(c);
-                resp.eos_token = self.eos_token.clone();
-            } else {
-                let mut text = tokenizer::decode(tok, &ids, true)?;
-                for s in &j.opts.stop_strings {
-                    if let Some(k) = text.find(s.as_str()) {
-                        text.truncate(k);
-                    }
+            match j.decode {
+                Decode::ChatText => {
+                    resp.prompt = Some(tokenizer::decode(tok, &j.prompt, false)?);
+                    resp.generation = Some(tokenizer::decode(tok, &ids, true)?);
+                    resp.eos_token = self.eos_token.clone();
                 }
-                resp.generation = Some(text);
+                Decode::ChatSplit => {
+                    // Decode the whole sequence with special tokens kept (TASKS_SPEC §7.3) and
+                    // split it at the decoded prompt, so prompt and completion stay apart.
+                    let mut all = j.prompt.clone();
+                    all.extend_from_slice(&ids);
+                    let full = tokenizer::decode(tok, &all, false)?;
+                    let p_dec = tokenizer::decode(tok, &j.prompt, false)?;
+                    let (p, c) = match full.strip_prefix(p_dec.as_str()) {
+                        Some(rest) => (p_dec.clone(), rest.to_string()),
+                        None => (p_dec.clone(), tokenizer::decode(tok, &ids, false)?),
+                    };
+                    resp.prompt = Some(p);
+                    resp.generation = Some(c);
+                    resp.eos_token = self.eos_token.clone();
+                }
+                Decode::Raw => {
+                    let mut text = tokenizer::decode(tok, &ids, true)?;
+                    for s in &j.opts.stop_strings {
+                        if let Some(k) = text.find(s.as_str()) {
+                            text.truncate(k);
+                        }
+                    }
+                    resp.generation = Some(text);
+                }
             }
         }
         Ok(Some(resp))

@@ -364,10 +364,8 @@ fn run_model(
                 &config,
                 &results,
                 &done_tasks,
+                plan.card.as_deref(),
             )?;
-            if let Some(card) = &plan.card {
-                report::card::report_outputs(out, reg, &results, Some(card))?;
-            }
         }
         None => {}
     }
@@ -383,7 +381,8 @@ fn run_model(
 }
 
 /// Write what a run leaves besides its samples: `results_<ts>.json` (lm-eval schema),
-/// `report.md` (the card tables, also printed) and `report.html`.
+/// `report.md` (the card tables, also printed) and `report.html`; with a model card, the run
+/// beside it too (`card.md`, and report.html with the card's columns).
 pub fn write_outputs(
     out: &Path,
     reg: &Registry,
@@ -391,12 +390,20 @@ pub fn write_outputs(
     config: &serde_json::Value,
     results: &[report::TaskResult],
     tasks: &[&Task],
+    card: Option<&str>,
 ) -> Result<()> {
     let rj = report::write_results_json(out, model, config, results, tasks)?;
     let text = report::render_report(reg, results);
     std::fs::write(out.join("report.md"), &text).map_err(|e| Error::file(out, e))?;
-    report::html::write_run_html(out, reg, results, None)?;
     print!("{text}");
+    match card {
+        Some(c) => {
+            report::card::report_outputs(out, reg, results, Some(c))?;
+        }
+        None => {
+            report::html::write_run_html(out, reg, results, None)?;
+        }
+    }
     eprintln!(
         "wrote {} and report.md in {}",
         rj.file_name().unwrap_or_default().to_string_lossy(),

@@ -315,23 +315,31 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
                 plan.len()
             )));
         }
-        // The task's metrics and the weights some aggregations need.
+        // The task's metrics and the weights its aggregations need; every one must be there.
         let mut metric_names = task.metric_names();
-        metric_names.push("num_instructions".into());
+        if task.def.aggregation.values().any(|a| a == "flatten_mean") {
+            metric_names.push("num_instructions".into());
+        }
         let mut text = String::new();
         let mut per_doc = Vec::with_capacity(plan.len());
         for id in &plan {
             let (line, v) = &lines[id];
             text.push_str(line);
             text.push('\n');
-            let metrics: BTreeMap<String, f64> = metric_names
-                .iter()
-                .filter_map(|m| {
-                    let x = &v[m];
-                    let x = x.as_f64().or_else(|| x.is_string().then_some(f64::NAN))?;
-                    Some((m.clone(), x))
-                })
-                .collect();
+            let mut metrics = BTreeMap::new();
+            for m in &metric_names {
+                // Samples write a NaN metric as "N/A" (lm-eval's form).
+                let x = match &v[m] {
+                    Value::String(s) if s == "N/A" => f64::NAN,
+                    x => x.as_f64().ok_or_else(|| {
+                        err(format!(
+                            "task {}: document {id}: its sample has no number `{m}`",
+                            st.name
+                        ))
+                    })?,
+                };
+                metrics.insert(m.clone(), x);
+            }
             per_doc.push(metrics);
         }
         texts.push(text);
@@ -360,7 +368,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
         std::fs::write(&path, text).map_err(|e| Error::file(&path, e))?;
     }
     let refs: Vec<&Task> = tasks.iter().collect();
-    crate::run::write_outputs(out, reg, &first.model, &config, &results, &refs)?;
+    crate::run::write_outputs(out, reg, &first.model, &config, &results, &refs, None)?;
     Ok(())
 }
 

@@ -4,8 +4,6 @@
 mod common;
 use candle_core::{Device, Tensor};
 use common::*;
-use hermes_eval::doc::LoglikRequest;
-use hermes_eval::engine::encode_pair;
 use hermes_eval::model::candle_lm::CandleLm;
 use hermes_eval::model::load::LoadOptions;
 use hermes_eval::model::LanguageModel;
@@ -148,13 +146,7 @@ fn requests(m: &CandleLm) -> Vec<Vec<hermes_eval::model::TokenRequest>> {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|r| {
-                        let req = LoglikRequest {
-                            context: r["context"].as_str().unwrap().into(),
-                            continuation: r["continuation"].as_str().unwrap().into(),
-                        };
-                        encode_pair(m.tokenizer(), &req, None).unwrap()
-                    })
+                    .map(|r| reference_request(m.tokenizer(), r))
                     .collect(),
             );
         }

@@ -3,8 +3,6 @@
 //! Q4_1 GGUF (0.02 on ≥ 99 % of requests), token ids equal to the reference's.
 mod common;
 use common::*;
-use hermes_eval::doc::LoglikRequest;
-use hermes_eval::engine::encode_pair;
 use hermes_eval::model::candle_lm::CandleLm;
 use hermes_eval::model::load::{LoadOptions, QuantMode};
 use hermes_eval::model::LanguageModel;
@@ -66,11 +64,7 @@ fn requests(m: &CandleLm, c: &Case) -> Vec<hermes_eval::model::TokenRequest> {
     c.reqs
         .iter()
         .map(|r| {
-            let req = LoglikRequest {
-                context: r["context"].as_str().unwrap().into(),
-                continuation: r["continuation"].as_str().unwrap().into(),
-            };
-            let tr = encode_pair(m.tokenizer(), &req, None).unwrap();
+            let tr = reference_request(m.tokenizer(), r);
             let ids = |k: &str| {
                 r[k].as_array()
                     .unwrap()

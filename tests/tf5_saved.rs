@@ -5,8 +5,6 @@
 //! RoPE base 10,000 instead of 100,000 and up to 17 nats of error.
 mod common;
 use common::*;
-use hermes_eval::doc::LoglikRequest;
-use hermes_eval::engine::encode_pair;
 use hermes_eval::model::candle_lm::CandleLm;
 use hermes_eval::model::load::LoadOptions;
 use hermes_eval::model::LanguageModel;
@@ -47,13 +45,7 @@ fn transformers_5_config_of_the_test_model_scores_like_lm_eval() {
             let reqs = d["requests"].as_array().unwrap();
             let group: Vec<_> = reqs
                 .iter()
-                .map(|r| {
-                    let req = LoglikRequest {
-                        context: r["context"].as_str().unwrap().into(),
-                        continuation: r["continuation"].as_str().unwrap().into(),
-                    };
-                    encode_pair(m.tokenizer(), &req, None).unwrap()
-                })
+                .map(|r| reference_request(m.tokenizer(), r))
                 .collect();
             for (r, got) in reqs.iter().zip(m.loglikelihood(&group).unwrap()) {
                 let want = r["loglik"].as_f64().unwrap();

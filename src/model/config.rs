@@ -115,41 +115,31 @@ impl<'a> Fields<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
         self.obj.get(key).filter(|v| !v.is_null())
     }
+    /// The value of `key` converted by `conv`; a present value of another type is an error
+    /// naming the field and what it should be (never a silent default).
+    fn typed<T>(
+        &self,
+        key: &str,
+        want: &str,
+        conv: impl Fn(&'a Value) -> Option<T>,
+    ) -> Result<Option<T>> {
+        self.get(key)
+            .map(|v| conv(v).ok_or_else(|| bad_field(self.at, key, v, want)))
+            .transpose()
+    }
     fn usize(&self, key: &str) -> Result<Option<usize>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|x| Some(x as usize))
-                .ok_or_else(|| bad_field(self.at, key, v, "a non-negative integer")),
-        }
+        self.typed(key, "a non-negative integer", |v| {
+            v.as_u64().map(|x| x as usize)
+        })
     }
     fn f64(&self, key: &str) -> Result<Option<f64>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| bad_field(self.at, key, v, "a number")),
-        }
+        self.typed(key, "a number", Value::as_f64)
     }
     fn bool(&self, key: &str) -> Result<Option<bool>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| bad_field(self.at, key, v, "true or false")),
-        }
+        self.typed(key, "true or false", Value::as_bool)
     }
     fn str(&self, key: &str) -> Result<Option<&'a str>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| bad_field(self.at, key, v, "a string")),
-        }
+        self.typed(key, "a string", Value::as_str)
     }
     fn usize_or(&mut self, key: &str, default: usize) -> Result<usize> {
         Ok(match self.usize(key)? {

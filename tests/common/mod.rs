@@ -112,3 +112,16 @@ pub fn max_abs(t: &candle_core::Tensor) -> f32 {
         .to_scalar()
         .unwrap()
 }
+
+/// A request of a reference file (`context`, `continuation` strings) tokenized as the engine
+/// tokenizes it (TASKS_SPEC §1.3: no BOS, trailing whitespace moved to the continuation).
+pub fn reference_request(
+    tok: &tokenizers::Tokenizer,
+    r: &serde_json::Value,
+) -> hermes_eval::model::TokenRequest {
+    let req = hermes_eval::doc::LoglikRequest {
+        context: r["context"].as_str().unwrap().into(),
+        continuation: r["continuation"].as_str().unwrap().into(),
+    };
+    hermes_eval::engine::encode_pair(tok, &req, None).unwrap()
+}
