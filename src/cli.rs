@@ -70,7 +70,7 @@ enum Cmd {
     },
     /// Compare two runs per task with paired tests; a CI gate (exit 0 pass, 1 regression, 2 error).
     Compare(crate::compare::CompareArgs),
-    /// Write a re-quantized GGUF (q8_0, q4_0, q4_1, q4_k, q5_k, q6_k) with candle's quantizers.
+    /// Write a re-quantized GGUF (q8_0, q4_0, q4_1, q4_k, q5_k, q6_k) with candle's quantizers, or a dequantized one (f32, f16)
     Quantize(crate::quantize::QuantizeArgs),
     /// Print the token ids of each input line (of --file, or stdin) as JSON, with the tokenizer
     /// the engine uses (no BOS, as log-likelihood requests are encoded).

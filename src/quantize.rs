@@ -1,5 +1,6 @@
 //! `hermes-eval quantize`: re-quantize a GGUF file with candle's quantizers, so a quantized
-//! variant can be made locally and checked with `hermes-eval compare`. A Hugging Face directory
+//! variant can be made locally and checked with `hermes-eval compare`; or dequantize it (`f32`,
+//! `f16`), e.g. to serve a quantized model's exact weights to a server in plain float arithmetic. A Hugging Face directory
 //! is converted by [`crate::convert`] under the same per-tensor rules.
 //!
 //! Per tensor (in file order):
@@ -17,7 +18,7 @@
 //!
 //! All metadata is copied, except `general.alignment` (candle's writer always aligns to 32, the
 //! GGUF default); `general.file_type` is set to the llama.cpp file type of the target
-//! (q8_0 → 7, q4_0 → 2, q4_1 → 3, q4_k → 14 (Q4_K_S), q5_k → 16 (Q5_K_S), q6_k → 18) and
+//! (f32 → 0, f16 → 1, q8_0 → 7, q4_0 → 2, q4_1 → 3, q4_k → 14 (Q4_K_S), q5_k → 16 (Q5_K_S), q6_k → 18) and
 //! `general.quantization_version` to 2. The whole output is held in memory until written.
 use crate::error::{Error, Result};
 use crate::model::arch::{TensorName, EMBED, OUTPUT};
@@ -35,7 +36,9 @@ pub(crate) fn first_line(e: &impl std::fmt::Display) -> String {
 }
 
 /// Target types `quantize` supports.
-pub const SUPPORTED: [GgmlDType; 6] = [
+pub const SUPPORTED: [GgmlDType; 8] = [
+    GgmlDType::F32,
+    GgmlDType::F16,
     GgmlDType::Q8_0,
     GgmlDType::Q4_0,
     GgmlDType::Q4_1,
@@ -150,7 +153,7 @@ fn plan(name: &str, q: &gguf_file::TensorInfo, has_output: bool, to: GgmlDType) 
 pub(crate) fn check_target(to: GgmlDType) -> Result<()> {
     if !SUPPORTED.contains(&to) {
         return Err(Error::model(format!(
-            "quantize: unsupported target type {to:?} (use q8_0, q4_0, q4_1, q4_k, q5_k or q6_k)"
+            "quantize: unsupported target type {to:?} (use f32, f16, q8_0, q4_0, q4_1, q4_k, q5_k or q6_k)"
         )));
     }
     Ok(())
@@ -299,6 +302,11 @@ pub fn quantize_gguf(input: &Path, output: &Path, to: GgmlDType) -> Result<Quant
 /// Target type on the command line.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantType {
+    /// Dequantize every matrix to f32 (e.g. to serve the same weights to a server in plain f32).
+    #[value(name = "f32")]
+    F32,
+    #[value(name = "f16")]
+    F16,
     #[value(name = "q8_0")]
     Q8_0,
     #[value(name = "q4_0")]
@@ -316,6 +324,8 @@ pub enum QuantType {
 impl From<QuantType> for GgmlDType {
     fn from(q: QuantType) -> Self {
         match q {
+            QuantType::F32 => GgmlDType::F32,
+            QuantType::F16 => GgmlDType::F16,
             QuantType::Q8_0 => GgmlDType::Q8_0,
             QuantType::Q4_0 => GgmlDType::Q4_0,
             QuantType::Q4_1 => GgmlDType::Q4_1,

@@ -153,3 +153,66 @@ fn unreadable_input_is_a_one_line_error() {
         .to_string();
     assert!(e.contains("unsupported target type"), "{e}");
 }
+
+/// `quantize --to f32` writes the test GGUF's exact dequantized weights (every matrix F32, equal
+/// to candle's dequantization of the original), and the in-process engine scores that file as it
+/// scores the original with `--dequantize`: the same f32 arithmetic on the same weights.
+#[test]
+fn dequantized_f32_gguf_scores_like_dequantize() {
+    let f32_path = common::test_gguf_f32();
+    let (orig, mut fo) = read(&common::test_gguf());
+    let (deq, mut fd) = read(&f32_path);
+    assert_eq!(
+        deq.tensor_infos.len(),
+        orig.tensor_infos.len(),
+        "same tensors"
+    );
+    for (name, info) in &orig.tensor_infos {
+        let d = deq.tensor(&mut fd, name, &Device::Cpu).unwrap();
+        assert_eq!(d.dtype(), GgmlDType::F32, "{name}");
+        let o = orig.tensor(&mut fo, name, &Device::Cpu).unwrap();
+        assert_eq!(o.shape(), d.shape(), "{name}");
+        let diff = max_abs_diff(
+            &o.dequantize(&Device::Cpu).unwrap(),
+            &d.dequantize(&Device::Cpu).unwrap(),
+        );
+        assert_eq!(diff, 0.0, "{name} ({:?})", info.ggml_dtype);
+    }
+    assert_eq!(
+        deq.metadata
+            .get("general.file_type")
+            .unwrap()
+            .to_u32()
+            .unwrap(),
+        0
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = |model: &Path, out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args: Vec<std::ffi::OsString> = vec!["run".into(), "--tasks".into()];
+        args.extend(["arc_easy,hellaswag", "--limit", "4", "--no-cache"].map(Into::into));
+        args.extend([
+            "--model".into(),
+            model.into(),
+            "--data-dir".into(),
+            common::hub().into(),
+            "--output".into(),
+            out.clone().into(),
+        ]);
+        args.extend(extra.iter().map(Into::into));
+        let (code, _, err) = common::hermes(&args);
+        assert_eq!(code, 0, "{err}");
+        ["arc_easy", "hellaswag"].map(|t| {
+            let p = &common::files_with_prefix(&out, &format!("samples_{t}_"))[0];
+            common::read_jsonl(p)
+                .iter()
+                .map(|s| s["resps"].clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    let a = run(&f32_path, "f32", &[]);
+    let b = run(&common::test_gguf(), "deq", &["--dequantize"]);
+    assert_eq!(a, b, "F32 GGUF and --dequantize must score identically");
+    let c = run(&common::test_gguf(), "q41", &[]);
+    assert_ne!(a, c, "the Q4_1 arithmetic differs from f32");
+}

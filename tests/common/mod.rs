@@ -78,6 +78,30 @@ pub fn test_f32_dir() -> PathBuf {
     .clone()
 }
 
+/// The test GGUF dequantized to an F32 GGUF by `hermes-eval quantize --to f32` (made once).
+pub fn test_gguf_f32() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let path = repo().join("target/test-models/smollm2-135m-f32.gguf");
+        if !path.is_file() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            let (code, _, err) = hermes(&[
+                "quantize".as_ref(),
+                test_gguf().as_os_str(),
+                "--to".as_ref(),
+                "f32".as_ref(),
+                "--output".as_ref(),
+                tmp.as_os_str(),
+            ]);
+            assert_eq!(code, 0, "quantize --to f32: {err}");
+            std::fs::rename(&tmp, &path).expect("rename f32 gguf");
+        }
+        path
+    })
+    .clone()
+}
+
 pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
