@@ -1,5 +1,5 @@
 //! Numbers equal the reference harness: per-request log-likelihoods of the first documents of
-//! every GPT4All task against lm-evaluation-harness on the f32 model (1e-3) and llama.cpp on the
+//! every GPT4All task against lm-evaluation-harness on the f32 model (2e-4) and llama.cpp on the
 //! Q4_1 GGUF (0.02 on ≥ 99 % of requests), token ids equal to the reference's.
 mod common;
 use common::*;
@@ -91,11 +91,16 @@ fn requests(m: &CandleLm, c: &Case) -> Vec<hermes_eval::model::TokenRequest> {
         .collect()
 }
 
-/// Every request of every reference document (200 per task, 1,806 requests... see the count
-/// printed) within `F32_BOUND` of lm-eval's log-likelihood. The float32 log_softmax and sum are
-/// torch's bit for bit (`model::torch_sum`), so what is left is the forward pass: candle's and
-/// torch's matmuls round differently, ~1e-6 relative on each logit.
-const F32_BOUND: f64 = 1e-3;
+/// Every request of every reference document within `F32_BOUND` of lm-eval's log-likelihood (the
+/// shared reference holds 40 documents per task here, 1,400 requests; documents 40–199 are held
+/// out and unverified). The float32 log_softmax and sum are torch's bit for bit
+/// (`model::torch_sum`), so what is left is the forward pass: candle's and torch's matmuls round
+/// differently, ~1e-6 relative on each logit.
+///
+/// Measured (issue 16): worst |Δ| 1.45e-4 (piqa doc 20, 33 tokens), every task ≤ 1.45e-4; the f64
+/// sum of the old code reached 8.40e-4 (piqa doc 29, 109 tokens). 2e-4 is the next round value
+/// above worst × 1.3 (1.9e-4), and issue 16's aim.
+const F32_BOUND: f64 = 2e-4;
 
 #[test]
 fn f32_loglikelihoods_equal_lm_eval() {
