@@ -1,5 +1,5 @@
 //! Numbers equal the reference harness: per-request log-likelihoods of the first documents of
-//! every GPT4All task against lm-evaluation-harness on the f32 model (1e-3) and llama.cpp on the
+//! every GPT4All task against lm-evaluation-harness on the f32 model (2e-4) and llama.cpp on the
 //! Q4_1 GGUF (0.02 on ≥ 99 % of requests), token ids equal to the reference's.
 mod common;
 use common::*;
@@ -91,31 +91,64 @@ fn requests(m: &CandleLm, c: &Case) -> Vec<hermes_eval::model::TokenRequest> {
         .collect()
 }
 
-/// Every request of every reference document (200 per task, 1,806 requests... see the count
-/// printed) within `F32_BOUND` of lm-eval's log-likelihood. The float32 log_softmax and sum are
-/// torch's bit for bit (`model::torch_sum`), so what is left is the forward pass: candle's and
-/// torch's matmuls round differently, ~1e-6 relative on each logit.
-const F32_BOUND: f64 = 1e-3;
+/// Every request of every reference document within `F32_BOUND` of lm-eval's log-likelihood (the
+/// shared reference holds 40 documents per task here, 1,400 requests; documents 40–199 are held
+/// out and unverified). The float32 log_softmax and sum are torch's bit for bit
+/// (`model::torch_sum`), so what is left is the forward pass: candle's and torch's matmuls round
+/// differently, ~1e-6 relative on each logit.
+///
+/// Measured (issue 16): worst |Δ| 1.45e-4 (piqa doc 20, 33 tokens), every task ≤ 1.45e-4; the f64
+/// sum of the old code reached 8.40e-4 (piqa doc 29, 109 tokens). 2e-4 is the next round value
+/// above worst × 1.3 (1.9e-4), and issue 16's aim.
+const F32_BOUND: f64 = 2e-4;
 
 #[test]
 fn f32_loglikelihoods_equal_lm_eval() {
+    /// One task's worst |Δ| against lm-eval: the torch-f32 sum (what the metrics use) and the f64
+    /// sum (`loglik_f64`, the old code's number), each with where it occurred.
+    #[derive(Default)]
+    struct Worst {
+        task: String,
+        docs: usize,
+        reqs: usize,
+        f32: (f64, String),
+        f64: (f64, String),
+        f32_over_aim: usize,
+        f64_over_aim: usize,
+    }
+    /// Issue 16's aim for the bound.
+    const AIM: f64 = 2e-4;
     let mut m = CandleLm::load(test_f32_dir().to_str().unwrap(), &LoadOptions::default()).unwrap();
     let t0 = std::time::Instant::now();
     let (mut n, mut worst, mut worst64) = (0, 0f64, 0f64);
-    let mut per_task: Vec<(String, f64, f64, usize)> = vec![];
+    let mut per_task: Vec<Worst> = vec![];
     let mut fails = vec![];
     for c in cases(usize::MAX) {
-        if per_task.last().map(|t| &t.0) != Some(&c.task) {
-            per_task.push((c.task.clone(), 0.0, 0.0, 0));
+        if per_task.last().map(|t| &t.task) != Some(&c.task) {
+            per_task.push(Worst {
+                task: c.task.clone(),
+                ..Default::default()
+            });
         }
         let t = per_task.last_mut().unwrap();
-        for (r, got) in c.reqs.iter().zip(score_both(&mut m, &c)) {
+        t.docs += 1;
+        for (i, (r, got)) in c.reqs.iter().zip(score_both(&mut m, &c)).enumerate() {
             let want = r["loglik"].as_f64().unwrap();
             let d = (got.logprob - want).abs();
             let d64 = (got.logprob_f64.unwrap() - want).abs();
-            t.1 = t.1.max(d);
-            t.2 = t.2.max(d64);
-            t.3 += 1;
+            let at = || {
+                let k = r["continuation_ids"].as_array().unwrap().len();
+                format!("doc {} req {i}, {k} tokens, {want:.2}", c.doc)
+            };
+            if d > t.f32.0 {
+                t.f32 = (d, at());
+            }
+            if d64 > t.f64.0 {
+                t.f64 = (d64, at());
+            }
+            t.f32_over_aim += usize::from(d > AIM);
+            t.f64_over_aim += usize::from(d64 > AIM);
+            t.reqs += 1;
             worst = worst.max(d);
             worst64 = worst64.max(d64);
             if d > F32_BOUND {
@@ -127,11 +160,26 @@ fn f32_loglikelihoods_equal_lm_eval() {
             n += 1;
         }
     }
-    for (task, w, w64, k) in &per_task {
-        eprintln!("{task:>15}: {k:4} requests, max |Δ| torch-f32 {w:.2e}, f64 {w64:.2e}");
+    eprintln!(
+        "| task | docs | requests | worst \\|Δ\\| f64 sum (before) | > {AIM:.0e} | worst \\|Δ\\| torch-f32 sum (after) | > {AIM:.0e} |"
+    );
+    eprintln!("|---|---|---|---|---|---|---|");
+    for t in &per_task {
+        eprintln!(
+            "| {} | {} | {} | {:.2e} ({}) | {} | {:.2e} ({}) | {} |",
+            t.task,
+            t.docs,
+            t.reqs,
+            t.f64.0,
+            t.f64.1,
+            t.f64_over_aim,
+            t.f32.0,
+            t.f32.1,
+            t.f32_over_aim
+        );
     }
     eprintln!(
-        "f32: {n} requests in {:.0} s, max |Δ| = {worst:.2e} (f64 sums: {worst64:.2e})",
+        "f32: {n} requests in {:.0} s, max |Δ| torch-f32 {worst:.2e} (f64 sums: {worst64:.2e}), bound {F32_BOUND:.0e}",
         t0.elapsed().as_secs_f64()
     );
     assert!(

@@ -261,7 +261,11 @@ fn hf_to_gguf_loglikelihoods_match_f32_dir() {
          Q8_0 without the Q/K permutation mean {b_mean:.2} max {b_max:.2}",
         f32.len()
     );
-    assert!(f32_vs_ref <= 1e-3);
+    // The fidelity test's `F32_BOUND` on these same lm-eval requests.
+    assert!(
+        f32_vs_ref <= 2e-4,
+        "f32 dir vs lm-eval max |Δ| {f32_vs_ref}"
+    );
     assert!(exact_max <= 1e-3, "F32 GGUF max |Δ| {exact_max}");
     // This 135M model is sensitive: llama.cpp's own Q4_1 run of the very same weights (8-bit
     // activations only) is 0.18 mean / 0.56 max off the f32 numbers on these requests.

@@ -1,8 +1,9 @@
 //! The test model as transformers 5 saves it (config.json with `rope_parameters`, no top-level
 //! `rope_theta`: tests/fixtures/configs/smollm2-135m-tf5.json, written by
 //! scripts/config_fixtures.py from the `hermes-eval export` directory) scores like the export:
-//! within 1e-3 of lm-evaluation-harness on the f32 weights. Reading only the top-level key gave
-//! RoPE base 10,000 instead of 100,000 and up to 17 nats of error.
+//! within 2e-4 of lm-evaluation-harness on the f32 weights (the fidelity test's `F32_BOUND`;
+//! measured 7.6e-5 on these 60 requests). Reading only the top-level key gave RoPE base 10,000
+//! instead of 100,000 and up to 17 nats of error.
 mod common;
 use common::*;
 use hermes_eval::model::candle_lm::CandleLm;
@@ -51,7 +52,7 @@ fn transformers_5_config_of_the_test_model_scores_like_lm_eval() {
                 let want = r["loglik"].as_f64().unwrap();
                 worst = worst.max((got.logprob - want).abs());
                 assert!(
-                    (got.logprob - want).abs() <= 1e-3,
+                    (got.logprob - want).abs() <= 2e-4,
                     "{task} doc {}: {} vs lm-eval {want}",
                     d["doc_id"],
                     got.logprob
