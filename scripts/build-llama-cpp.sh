@@ -72,6 +72,11 @@ if [[ ! -x "$DIR/venv/bin/python" ]]; then
         "$PY" -m venv "$DIR/venv"
     }
 fi
+# llama.cpp is C/C++: Debian's g++ where no C++ compiler is installed.
+command -v c++ >/dev/null || command -v g++ >/dev/null || {
+    log "installing g++"
+    command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq g++) >/dev/null
+}
 VPIP=("$DIR/venv/bin/python" -m pip --disable-pip-version-check -q)
 command -v cmake >/dev/null && command -v ninja >/dev/null || "${VPIP[@]}" install cmake ninja
 export PATH="$PATH:$DIR/venv/bin"
