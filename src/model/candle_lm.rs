@@ -3,7 +3,9 @@
 use super::llama::{logprob_at, KvCache, Llama};
 use super::load::{load, LoadOptions, Loaded, QuantMode};
 use super::torch_sum;
-use super::{GenOptions, GenPrompt, LanguageModel, ModelIdentity, OpenOptions, TokenRequest};
+use super::{
+    GenOptions, GenPrompt, LanguageModel, ModelIdentity, OpenOptions, TokenRequest, Work,
+};
 use crate::chat::ChatTemplate;
 use crate::doc::Loglik;
 use crate::error::{Error, Result};
@@ -267,6 +269,43 @@ impl LanguageModel for CandleLm {
             )?,
             None => None,
         })
+    }
+
+    fn work(&self, requests: &[TokenRequest]) -> Option<Work> {
+        let reqs: Vec<Prepared> = requests
+            .iter()
+            .map(|r| prepare(r, self.max_length))
+            .collect::<Result<_>>()
+            .ok()?;
+        let c = &self.llama.cfg;
+        let (h, hd) = (c.hidden_size as f64, c.head_dim as f64);
+        let (nh, nkv) = (c.num_attention_heads as f64, c.num_key_value_heads as f64);
+        let layers = c.num_hidden_layers as f64;
+        // Per token: q, k, v, o and the three FFN projections; per attended position: QK and AV.
+        let matmul = layers * (h * hd * (2.0 * nh + 2.0 * nkv) + 3.0 * h * c.intermediate_size as f64);
+        let attend = layers * 2.0 * nh * hd;
+        let mut w = Work {
+            kernel: self.llama.kernel(),
+            ..Work::default()
+        };
+        // Positions `from..to` each attend to every position up to their own (causal).
+        let mut span = |from: usize, to: usize| {
+            let n = (to - from) as f64;
+            let attended = (from + 1 + to) as f64 * n / 2.0;
+            w.computed_tokens += to - from;
+            w.flops += 2.0 * (matmul * n + attend * attended.min(n * self.max_length as f64));
+        };
+        for run in prefix_runs(&reqs) {
+            let rs = &reqs[run];
+            let p = shared_prefix(rs);
+            span(0, p);
+            for r in rs {
+                span(p, r.input.len());
+            }
+        }
+        let scored: usize = reqs.iter().map(|r| r.targets.len()).sum();
+        w.flops += 2.0 * h * c.vocab_size as f64 * scored as f64;
+        Some(w)
     }
 
     fn loglikelihood(&mut self, requests: &[TokenRequest]) -> Result<Vec<Loglik>> {

@@ -302,6 +302,23 @@ impl Llama {
     }
 
     /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.
+    /// The matmul kernels of the layers and the output head, distinct, in first-use order.
+    pub fn kernel(&self) -> String {
+        let mut names: Vec<String> = vec![];
+        let ws = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .chain([&self.lm_head]);
+        for w in ws {
+            let k = w.kernel();
+            if !names.contains(&k) {
+                names.push(k);
+            }
+        }
+        names.join(", ")
+    }
+
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head
             .forward(hidden)?

@@ -24,6 +24,19 @@ pub struct TokenRequest {
     pub continuation: Vec<u32>,
 }
 
+/// The arithmetic a backend does for a batch of log-likelihood requests, as it computes them
+/// (shared prefixes once, no padding): for `hermes-eval bench`'s computed tokens/s and GFLOP/s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Work {
+    /// Token positions run through the model, each once.
+    pub computed_tokens: usize,
+    /// Floating-point (or integer multiply-add) operations: 2 per multiply-add of the matmuls,
+    /// the attention products and the output head at the scored positions.
+    pub flops: f64,
+    /// The matmul kernel that ran, as selected at run time (e.g. `q4_1×q8_1 avx2+fma`).
+    pub kernel: String,
+}
+
 /// Options of generation: greedy by default, sampling when `temperature > 0`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GenOptions {
@@ -107,6 +120,10 @@ pub trait LanguageModel {
     /// prompt log-probabilities). The run refuses such a model before any work when a selected
     /// task needs scores; generation tasks still run.
     fn scoring_refusal(&self) -> Option<String> {
+        None
+    }
+    /// What scoring `requests` computes, where the backend knows (in-process models).
+    fn work(&self, _requests: &[TokenRequest]) -> Option<Work> {
         None
     }
 }

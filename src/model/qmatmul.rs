@@ -64,6 +64,14 @@ impl Weight {
         }
     }
 
+    /// The kernel this weight's products run on.
+    pub fn kernel(&self) -> String {
+        match self {
+            Weight::Dense(w) => format!("{:?} gemm (candle)", w.dtype()).to_lowercase(),
+            Weight::Quant(q) => q.kernel.name(),
+        }
+    }
+
     pub fn kind(&self) -> String {
         match self {
             Weight::Dense(w) => format!("{:?}", w.dtype()).to_lowercase(),
@@ -73,6 +81,8 @@ impl Weight {
 }
 
 trait Kernel: Send + Sync {
+    /// Which dot product runs, as selected at run time.
+    fn name(&self) -> String;
     /// `out[i * rows + r] = dot(weight row r, x row i)` for `n` rows of `x` (`n * cols` floats).
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]);
 }
@@ -405,7 +415,19 @@ fn quantize_a81(x: &[f32]) -> Vec<A81> {
         .collect()
 }
 
+/// The instruction set [`BlockDots`] selects on this CPU.
+fn block_isa() -> &'static str {
+    if has_avx2_fma() {
+        "avx2+fma"
+    } else {
+        "scalar"
+    }
+}
+
 impl Kernel for Q41Kernel {
+    fn name(&self) -> String {
+        format!("q4_1×q8_1 {}", block_isa())
+    }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr = self.cols / 32;
         let xq: Vec<A81> = x
@@ -503,6 +525,9 @@ struct Q80Kernel {
 }
 
 impl Kernel for Q80Kernel {
+    fn name(&self) -> String {
+        format!("q8_0×q8_0 (tinyBLAS order) {}", block_isa())
+    }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr = self.cols / 32;
         let xq: Vec<B80> = x
@@ -596,6 +621,14 @@ fn quantize_act<V: GgmlType>(x: &[f32]) -> Vec<V> {
 }
 
 impl<T: GgmlType> Kernel for Generic<T> {
+    fn name(&self) -> String {
+        format!(
+            "{:?}×{:?} (candle vec_dot)",
+            T::DTYPE,
+            T::VecDotType::DTYPE
+        )
+        .to_lowercase()
+    }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr_w = self.cols / T::BLCK_SIZE;
         let bpr_x = self.cols / T::VecDotType::BLCK_SIZE;
