@@ -103,7 +103,7 @@ pub struct ModelOpts {
     /// dtype for dense safetensors weights: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// tokenizer.json to use instead of the model's (required for SentencePiece GGUFs).
+    /// tokenizer.json to use instead of the model's (for GGUF vocabularies not rebuilt from metadata).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Worker threads (default: all cores).

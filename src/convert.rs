@@ -14,15 +14,24 @@
 //!   tokens user-defined), merges, bos/eos/unk/sep/pad ids (tokenizer_config.json names looked up
 //!   in `added_tokens`, then config.json `*_token_id`), add_bos/add_eos, the chat template, and
 //!   `tokenizer.ggml.pre` named from the tokenizer.json pre-tokenizer structure — only the ones
-//!   `model::tokenizer` rebuilds (smollm, gpt-2, llama-bpe, qwen2). The tokenizer rebuilt from
-//!   the metadata must encode a check text exactly as tokenizer.json does, or conversion fails.
-//!   SentencePiece tokenizers (`tokenizer.ggml.model = llama`) are refused.
+//!   `model::tokenizer` rebuilds (smollm, gpt-2, llama-bpe, qwen2);
+//! - or SentencePiece (`tokenizer.ggml.model = llama`, Llama 2 / Mistral): from tokenizer.model
+//!   as `_create_vocab_sentencepiece` reads it (pieces, scores, types, then `added_tokens.json`
+//!   and tokenizer_config.json's `added_tokens_decoder`), or from a tokenizer.json BPE with byte
+//!   fallback (scores from the merge ranks, see [`scores_from_merges`]). Models llama.cpp's
+//!   tokenizer cannot follow (unigram, normalization, whitespace removal, word splitting) are
+//!   refused.
+//!
+//! The tokenizer rebuilt from the metadata must encode check texts exactly as tokenizer.json
+//! does (for SentencePiece, the text between special tokens; see [`check_tokenizer`]), or
+//! conversion fails.
 //!
 //! Tensor types follow [`crate::quantize`]'s rules: 2-D tensors go to the target (or its k-quant
 //! fallback), 1-D tensors are stored F32, anything else keeps its safetensors dtype.
 use crate::error::{Error, Result};
 use crate::model::arch::{self, TensorName, EMBED, HF_PREFIX, LAYER_TENSORS, OUTPUT, OUTPUT_NORM};
 use crate::model::config::LlamaConfig;
+use crate::model::spm_model::{self, SpmModel};
 use crate::model::tokenizer;
 use crate::quantize::{
     check_target, file_type, first_line, matrix_target, tensor_target, write_gguf, QuantizeReport,
@@ -159,15 +168,6 @@ fn plan_tensors(cfg: &LlamaConfig, names: &HashSet<String>) -> Result<Vec<Planne
 fn identify_pre(tj: &Json) -> Result<&'static str> {
     let model = &tj["model"];
     let ty = model["type"].as_str().unwrap_or("?");
-    let sentencepiece = ty == "Unigram"
-        || model["byte_fallback"].as_bool() == Some(true)
-        || tj["decoder"]["type"].as_str() == Some("Sequence")
-            && tj["decoder"].to_string().contains("ByteFallback");
-    if sentencepiece {
-        return Err(Error::Tokenizer(
-            "SentencePiece-style tokenizer (tokenizer.ggml.model=llama) is not supported by `quantize` from a Hugging Face directory yet; only byte-level BPE (gpt2)".into(),
-        ));
-    }
     if ty != "BPE" {
         return Err(Error::Tokenizer(format!(
             "tokenizer.json model type `{ty}` is not byte-level BPE"
@@ -237,7 +237,7 @@ fn string_array(v: Vec<String>) -> Value {
 }
 
 /// `tokenizer.*` metadata of a byte-level BPE tokenizer.json, as `convert_hf_to_gguf.py` writes it.
-fn tokenizer_metadata(
+fn bpe_metadata(
     dir: &Path,
     tj: &Json,
     tc: &Json,
@@ -245,6 +245,55 @@ fn tokenizer_metadata(
     vocab_size: usize,
 ) -> Result<Vec<(String, Value)>> {
     let pre = identify_pre(tj)?;
+    let (by_id, added) = json_tokens(tj, vocab_size)?;
+    let mut tokens = Vec::with_capacity(vocab_size);
+    let mut types = Vec::with_capacity(vocab_size);
+    for i in 0..vocab_size {
+        match by_id.get(&i) {
+            None => {
+                tokens.push(format!("[PAD{i}]"));
+                types.push(Value::I32(spm_model::UNUSED));
+            }
+            Some(t) => {
+                let ty = match added.get(&i) {
+                    Some(a) if a.special || looks_special(t) => spm_model::CONTROL,
+                    Some(_) => spm_model::USER_DEFINED,
+                    None => spm_model::NORMAL,
+                };
+                tokens.push(t.clone());
+                types.push(Value::I32(ty));
+            }
+        }
+    }
+    let merges: Vec<String> = json_merges(tj)?
+        .into_iter()
+        .map(|(a, b)| format!("{a} {b}"))
+        .collect();
+    let mut md: Vec<(String, Value)> = vec![
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String(pre.into())),
+        ("tokenizer.ggml.tokens".into(), string_array(tokens.clone())),
+        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
+        ("tokenizer.ggml.merges".into(), string_array(merges)),
+        // Every pre-tokenizer identify_pre accepts has ByteLevel add_prefix_space = false.
+        ("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)),
+    ];
+    md.extend(special_metadata(dir, tc, config, &tokens, &added)?);
+    Ok(md)
+}
+
+/// An entry of tokenizer.json's `added_tokens`.
+struct Added {
+    special: bool,
+    normalized: bool,
+}
+
+/// tokenizer.json's tokens by id (model vocabulary, then `added_tokens` over it) and its added
+/// tokens; an id at or beyond config.json's `vocab_size` is an error.
+fn json_tokens(
+    tj: &Json,
+    vocab_size: usize,
+) -> Result<(BTreeMap<usize, String>, HashMap<usize, Added>)> {
     let mut by_id: BTreeMap<usize, String> = BTreeMap::new();
     let vocab = tj["model"]["vocab"]
         .as_object()
@@ -255,15 +304,21 @@ fn tokenizer_metadata(
             .ok_or_else(|| Error::Tokenizer(format!("vocab entry `{t}` has no integer id")))?;
         by_id.insert(id as usize, t.clone());
     }
-    let empty = vec![];
-    let added = tj["added_tokens"].as_array().unwrap_or(&empty);
-    let mut added_special: HashMap<usize, bool> = HashMap::new();
-    for a in added {
+    let mut added: HashMap<usize, Added> = HashMap::new();
+    for a in tj["added_tokens"].as_array().into_iter().flatten() {
         let (Some(id), Some(content)) = (a["id"].as_u64(), a["content"].as_str()) else {
             continue;
         };
         by_id.insert(id as usize, content.to_string());
-        added_special.insert(id as usize, a["special"].as_bool().unwrap_or(false));
+        let special = a["special"].as_bool().unwrap_or(false);
+        let normalized = a["normalized"].as_bool().unwrap_or(!special);
+        added.insert(
+            id as usize,
+            Added {
+                special,
+                normalized,
+            },
+        );
     }
     if let Some((&max, t)) = by_id.last_key_value() {
         if max >= vocab_size {
@@ -272,51 +327,40 @@ fn tokenizer_metadata(
             )));
         }
     }
-    let mut tokens = Vec::with_capacity(vocab_size);
-    let mut types = Vec::with_capacity(vocab_size);
-    for i in 0..vocab_size {
-        match by_id.get(&i) {
-            None => {
-                tokens.push(format!("[PAD{i}]"));
-                types.push(Value::I32(5)); // unused
-            }
-            Some(t) => {
-                let ty = match added_special.get(&i) {
-                    Some(&special) if special || looks_special(t) => 3, // control
-                    Some(_) => 4,                                       // user-defined
-                    None => 1,                                          // normal
-                };
-                tokens.push(t.clone());
-                types.push(Value::I32(ty));
-            }
-        }
-    }
-    let merges: Vec<String> = tj["model"]["merges"]
+    Ok((by_id, added))
+}
+
+fn json_merges(tj: &Json) -> Result<Vec<(String, String)>> {
+    tj["model"]["merges"]
         .as_array()
-        .unwrap_or(&empty)
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|m| match m {
-            Json::String(s) => Ok(s.clone()),
-            Json::Array(p) if p.len() == 2 => Ok(format!(
-                "{} {}",
-                p[0].as_str().unwrap_or_default(),
-                p[1].as_str().unwrap_or_default()
+            Json::String(s) => s
+                .split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| Error::Tokenizer(format!("invalid merge `{s}`"))),
+            Json::Array(p) if p.len() == 2 && p.iter().all(|x| x.is_string()) => Ok((
+                p[0].as_str().unwrap_or_default().to_string(),
+                p[1].as_str().unwrap_or_default().to_string(),
             )),
             other => Err(Error::Tokenizer(format!("invalid merge {other}"))),
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
 
-    let mut md: Vec<(String, Value)> = vec![
-        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre".into(), Value::String(pre.into())),
-        ("tokenizer.ggml.tokens".into(), string_array(tokens)),
-        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
-        ("tokenizer.ggml.merges".into(), string_array(merges)),
-        // Every pre-tokenizer identify_pre accepts has ByteLevel add_prefix_space = false.
-        ("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)),
-    ];
-    // Special ids: the tokenizer_config.json token name found among added_tokens, else
-    // config.json's `<kind>_token_id` (gguf-py's SpecialVocab order).
+/// Special token ids, add_bos/add_eos and the chat template, as gguf-py's `SpecialVocab` reads
+/// them: the tokenizer_config.json token name (looked up among the added tokens, then among all
+/// tokens), else config.json's `<kind>_token_id`.
+fn special_metadata(
+    dir: &Path,
+    tc: &Json,
+    config: &Json,
+    tokens: &[String],
+    added: &HashMap<usize, Added>,
+) -> Result<Vec<(String, Value)>> {
+    let mut md = vec![];
+    let vocab_size = tokens.len();
     for (kind, key) in [
         ("bos", "bos_token_id"),
         ("eos", "eos_token_id"),
@@ -327,10 +371,12 @@ fn tokenizer_metadata(
         let entry = &tc[format!("{kind}_token")];
         let content = entry.as_str().or_else(|| entry["content"].as_str());
         let from_tc = content.and_then(|c| {
-            added
-                .iter()
-                .find(|a| a["content"].as_str() == Some(c))
-                .and_then(|a| a["id"].as_u64())
+            let mut ids: Vec<usize> = added.keys().copied().filter(|&i| tokens[i] == c).collect();
+            ids.sort();
+            ids.first()
+                .copied()
+                .or_else(|| tokens.iter().position(|t| t == c))
+                .map(|i| i as u64)
         });
         let id = from_tc.or_else(|| config[format!("{kind}_token_id")].as_u64());
         if let Some(id) = id.filter(|&id| (id as usize) < vocab_size) {
@@ -368,8 +414,282 @@ fn tokenizer_metadata(
     Ok(md)
 }
 
-/// The tokenizer `model::tokenizer` rebuilds from `md` must encode like tokenizer.json.
-fn check_tokenizer(tok_json: &Path, md: &[(String, Value)]) -> Result<()> {
+/// Whether a tokenizer.json is SentencePiece-style (Llama 2 / Mistral as transformers converts
+/// them): a BPE with byte fallback, or a Unigram model.
+fn is_sentencepiece_json(tj: &Json) -> bool {
+    let model = &tj["model"];
+    model["type"] == "Unigram" || model["byte_fallback"].as_bool() == Some(true)
+}
+
+/// Whether a SentencePiece-style tokenizer.json puts `▁` in front of the text (llama.cpp's
+/// `add_space_prefix`), from its normalizer or Metaspace pre-tokenizer; an error for a
+/// structure llama.cpp's tokenizer cannot follow.
+fn json_space_prefix(tj: &Json) -> Result<bool> {
+    let flat = |v: &Json, key: &str| -> Vec<Json> {
+        match v["type"].as_str() {
+            None => vec![],
+            Some("Sequence") => v[key].as_array().cloned().unwrap_or_default(),
+            Some(_) => vec![v.clone()],
+        }
+    };
+    let mut prefix = false;
+    for n in flat(&tj["normalizer"], "normalizers") {
+        match n["type"].as_str().unwrap_or("?") {
+            "Prepend" if n["prepend"] == "\u{2581}" => prefix = true,
+            "Replace" if n["pattern"]["String"] == " " && n["content"] == "\u{2581}" => {}
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer.json normalizer `{other}` ({n}) has no equivalent in llama.cpp's SentencePiece tokenizer; not converted"
+                )))
+            }
+        }
+    }
+    for p in flat(&tj["pre_tokenizer"], "pretokenizers") {
+        match p["type"].as_str().unwrap_or("?") {
+            "Metaspace" if p["replacement"] == "\u{2581}" => {
+                if p["split"].as_bool().unwrap_or(true) {
+                    return Err(Error::Tokenizer(
+                        "tokenizer.json Metaspace pre-tokenizer splits the text into words (split: true), which llama.cpp's SentencePiece tokenizer does not; not converted".into(),
+                    ));
+                }
+                let scheme = p["prepend_scheme"].as_str().map(String::from).unwrap_or_else(|| {
+                    // tokenizers before 0.14: add_prefix_space.
+                    if p["add_prefix_space"].as_bool().unwrap_or(true) { "always" } else { "never" }.into()
+                });
+                prefix |= scheme != "never";
+            }
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer.json pre-tokenizer `{other}` has no equivalent in llama.cpp's SentencePiece tokenizer; not converted"
+                )))
+            }
+        }
+    }
+    Ok(prefix)
+}
+
+/// Scores that make llama.cpp's merge-by-score order equal a tokenizer.json BPE's merge order:
+/// a token made by merges scores minus the rank of its first merge. (convert_hf_to_gguf.py's
+/// `LlamaHfVocab` writes -1000 for every token, which llama.cpp then merges left to right — not
+/// how the tokenizer.json tokenizes.) Tokens no merge makes score below every merge.
+fn scores_from_merges(tokens: &[String], merges: &[(String, String)]) -> Vec<f32> {
+    let unreached = -(merges.len() as f32) - 1.0;
+    let mut scores: Vec<f32> = tokens
+        .iter()
+        .map(|t| {
+            if t.chars().count() > 1 {
+                unreached
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in tokens.iter().enumerate() {
+        first.entry(t.as_str()).or_insert(i);
+    }
+    let mut seen: HashSet<usize> = HashSet::new();
+    for (rank, (a, b)) in merges.iter().enumerate() {
+        if let Some(&id) = first.get(format!("{a}{b}").as_str()) {
+            if seen.insert(id) {
+                scores[id] = -(rank as f32);
+            }
+        }
+    }
+    scores
+}
+
+/// `tokenizer.*` metadata of a SentencePiece model (`tokenizer.ggml.model = llama`): from
+/// `tokenizer.model` when the directory has one (as convert_hf_to_gguf.py's
+/// `_create_vocab_sentencepiece`, with `added_tokens.json` and tokenizer_config.json's
+/// `added_tokens_decoder` over it), else from a SentencePiece-style tokenizer.json.
+fn spm_metadata(
+    dir: &Path,
+    tj: Option<&Json>,
+    tc: &Json,
+    config: &Json,
+    vocab_size: usize,
+) -> Result<Vec<(String, Value)>> {
+    let spm_path = dir.join("tokenizer.model");
+    let mut tokens: Vec<String>;
+    let mut scores: Vec<f32>;
+    let mut types: Vec<i32>;
+    let mut added: HashMap<usize, Added> = HashMap::new();
+    let space_prefix;
+    if spm_path.is_file() {
+        let m = SpmModel::read(&spm_path)?;
+        if let Some(why) = m.unfaithful() {
+            return Err(Error::file(
+                &spm_path,
+                format!("cannot convert faithfully to a llama.cpp SentencePiece vocabulary: {why}"),
+            ));
+        }
+        if m.pieces.len() > vocab_size {
+            return Err(Error::file(
+                &spm_path,
+                format!(
+                    "{} pieces, more than config.json vocab_size {vocab_size}",
+                    m.pieces.len()
+                ),
+            ));
+        }
+        tokens = (0..vocab_size).map(|i| format!("[PAD{i}]")).collect();
+        scores = vec![-10000.0; vocab_size];
+        types = vec![spm_model::UNUSED; vocab_size];
+        for (i, (piece, score, ty)) in m.entries().enumerate() {
+            tokens[i] = piece.to_string();
+            scores[i] = score;
+            // llama.cpp's converter turns user-defined pieces into normal ones; sentencepiece
+            // matches them in the text as a whole, as llama.cpp does user-defined tokens.
+            types[i] = ty;
+        }
+        space_prefix = m.add_dummy_prefix();
+        let added_json = dir.join("added_tokens.json");
+        if added_json.is_file() {
+            let a = read_json(&added_json)?;
+            for (t, id) in a.as_object().into_iter().flatten() {
+                let Some(id) = id.as_u64().map(|i| i as usize).filter(|&i| i < vocab_size) else {
+                    return Err(Error::file(
+                        &added_json,
+                        format!("token `{t}`: id {id} is not below vocab_size {vocab_size}"),
+                    ));
+                };
+                tokens[id] = t.clone();
+                scores[id] = -1000.0;
+                types[id] = spm_model::USER_DEFINED;
+            }
+        }
+        for (id, d) in tc["added_tokens_decoder"].as_object().into_iter().flatten() {
+            let (Ok(id), Some(content)) = (id.parse::<usize>(), d["content"].as_str()) else {
+                continue;
+            };
+            if id >= vocab_size {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer_config.json added token `{content}` has id {id}, beyond vocab_size {vocab_size}"
+                )));
+            }
+            let special = d["special"].as_bool().unwrap_or(false);
+            if special || looks_special(content) {
+                types[id] = spm_model::CONTROL;
+                tokens[id] = content.to_string();
+            } else {
+                types[id] = spm_model::USER_DEFINED;
+                tokens[id] = content.replace('\u{2581}', " ");
+            }
+            scores[id] = -1000.0;
+            added.insert(
+                id,
+                Added {
+                    special,
+                    normalized: false,
+                },
+            );
+        }
+    } else {
+        let tj = tj.ok_or_else(|| Error::file(dir, "no tokenizer.json or tokenizer.model"))?;
+        let ty = tj["model"]["type"].as_str().unwrap_or("?");
+        if ty != "BPE" {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json is a SentencePiece {ty} model; llama.cpp's SentencePiece tokenizer merges pieces by score, which is exact only for BPE models; not converted"
+            )));
+        }
+        space_prefix = json_space_prefix(tj)?;
+        let (by_id, json_added) = json_tokens(tj, vocab_size)?;
+        added = json_added;
+        let unk = tj["model"]["unk_token"].as_str();
+        tokens = (0..vocab_size)
+            .map(|i| {
+                by_id
+                    .get(&i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("[PAD{i}]"))
+            })
+            .collect();
+        let merges = json_merges(tj)?;
+        scores = scores_from_merges(&tokens, &merges);
+        types = (0..vocab_size)
+            .map(|i| {
+                let t = &tokens[i];
+                match added.get(&i) {
+                    _ if !by_id.contains_key(&i) => spm_model::UNUSED,
+                    Some(a) if a.special && Some(t.as_str()) == unk => spm_model::UNKNOWN,
+                    Some(a) if a.special || looks_special(t) => spm_model::CONTROL,
+                    Some(_) => spm_model::USER_DEFINED,
+                    None if is_byte_token(t) => spm_model::BYTE,
+                    None if Some(t.as_str()) == unk => spm_model::UNKNOWN,
+                    None => spm_model::NORMAL,
+                }
+            })
+            .collect();
+        for (i, a) in &added {
+            if types[*i] == spm_model::USER_DEFINED && a.normalized {
+                // Matched in the normalized text, where spaces are `▁`; llama.cpp matches
+                // user-defined tokens in the raw text.
+                tokens[*i] = tokens[*i].replace('\u{2581}', " ");
+            }
+            if matches!(types[*i], spm_model::CONTROL | spm_model::USER_DEFINED) {
+                scores[*i] = -1000.0;
+            }
+        }
+    }
+    let mut md: Vec<(String, Value)> = vec![
+        ("tokenizer.ggml.model".into(), Value::String("llama".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("default".into())),
+        ("tokenizer.ggml.tokens".into(), string_array(tokens.clone())),
+        (
+            "tokenizer.ggml.scores".into(),
+            Value::Array(scores.into_iter().map(Value::F32).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(types.into_iter().map(Value::I32).collect()),
+        ),
+    ];
+    // convert_hf_to_gguf.py writes add_space_prefix from tokenizer_config.json's
+    // add_prefix_space; llama.cpp's default is true, so a tokenizer without the prefix says so.
+    match tc["add_prefix_space"].as_bool() {
+        Some(b) => md.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(b))),
+        None if !space_prefix => {
+            md.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)))
+        }
+        None => {}
+    }
+    md.extend(special_metadata(dir, tc, config, &tokens, &added)?);
+    Ok(md)
+}
+
+fn is_byte_token(t: &str) -> bool {
+    t.len() == 6
+        && t.starts_with("<0x")
+        && t.ends_with('>')
+        && t[3..5].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// `tokenizer.*` metadata for the directory's tokenizer: SentencePiece (`llama`) when it has a
+/// tokenizer.model (convert_hf_to_gguf.py's first choice) or a SentencePiece-style
+/// tokenizer.json, else byte-level BPE (`gpt2`).
+fn tokenizer_metadata(
+    dir: &Path,
+    tj: Option<&Json>,
+    tc: &Json,
+    config: &Json,
+    vocab_size: usize,
+) -> Result<(Vec<(String, Value)>, bool)> {
+    let spm = dir.join("tokenizer.model").is_file() || tj.is_some_and(is_sentencepiece_json);
+    if spm {
+        return Ok((spm_metadata(dir, tj, tc, config, vocab_size)?, true));
+    }
+    let tj = tj.ok_or_else(|| Error::file(dir, "no tokenizer.json"))?;
+    Ok((bpe_metadata(dir, tj, tc, config, vocab_size)?, false))
+}
+
+/// The tokenizer `model::tokenizer` rebuilds from `md` must encode like tokenizer.json. For a
+/// SentencePiece vocabulary the text between special tokens is compared piece by piece:
+/// llama.cpp puts `▁` in front of the text after every special token, a tokenizer.json with
+/// Metaspace `prepend_scheme: first` only at the start; and a Metaspace pre-tokenizer adds no
+/// `▁` to text that starts with a space, llama.cpp does, so such pieces are compared without
+/// their leading spaces (see the README).
+fn check_tokenizer(tok_json: &Path, tj: &Json, md: &[(String, Value)], spm: bool) -> Result<()> {
     let ct = gguf_file::Content {
         magic: gguf_file::VersionedMagic::GgufV3,
         metadata: md.iter().cloned().collect(),
@@ -380,6 +700,36 @@ fn check_tokenizer(tok_json: &Path, md: &[(String, Value)]) -> Result<()> {
     let theirs = tokenizer::from_file(tok_json)?;
     let mut texts = vec![CHECK_TEXT.to_string()];
     texts.extend(CHECK_TEXT.lines().map(|l| format!(" {l}")));
+    if spm {
+        let specials: Vec<String> = theirs
+            .get_added_tokens_decoder()
+            .values()
+            .filter(|t| t.special)
+            .map(|t| t.content.clone())
+            .chain(["<|im_start|>".into(), "<|im_end|>".into()])
+            .filter(|t| !t.is_empty())
+            .collect();
+        let mut pieces = vec![];
+        for t in &texts {
+            let mut parts = vec![t.clone()];
+            for s in &specials {
+                parts = parts
+                    .iter()
+                    .flat_map(|p| p.split(s.as_str()).map(String::from).collect::<Vec<_>>())
+                    .collect();
+            }
+            pieces.extend(parts.into_iter().filter(|p| !p.is_empty()));
+        }
+        texts = pieces;
+        texts.extend(SPM_CHECK.iter().map(|s| s.to_string()));
+        if tj["pre_tokenizer"].to_string().contains("\"Metaspace\"") {
+            texts = texts
+                .iter()
+                .map(|t| t.trim_start_matches(' ').to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+        }
+    }
     for t in texts {
         let (a, b) = (
             tokenizer::encode(&ours, &t)?,
@@ -388,13 +738,25 @@ fn check_tokenizer(tok_json: &Path, md: &[(String, Value)]) -> Result<()> {
         if a != b {
             let at = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
             return Err(Error::Tokenizer(format!(
-                "the tokenizer rebuilt from the GGUF metadata disagrees with {} at token {at} of the check text; refusing to write a GGUF that tokenizes differently",
-                tok_json.display()
+                "the tokenizer rebuilt from the GGUF metadata disagrees with {} at token {at} of the check text {:?}; refusing to write a GGUF that tokenizes differently",
+                tok_json.display(),
+                t.chars().take(40).collect::<String>()
             )));
         }
     }
     Ok(())
 }
+
+/// More check texts for SentencePiece vocabularies: runs of spaces (the `▁▁…` pieces), bytes
+/// without a piece, leading and trailing whitespace.
+const SPM_CHECK: &[&str] = &[
+    "  two spaces",
+    "     five spaces and a tab\t.",
+    "trailing   ",
+    "\n\nnewlines\n",
+    "a\u{0}b\u{7f}c \u{10ffff} \u{1f9ea}\u{1f9ec}",
+    "Ⅷ ﬁ ㎏ Å (not normalized)",
+];
 
 /// `llama.*` and `general.*` metadata (without file type and quantization version).
 fn model_metadata(dir: &Path, cfg: &LlamaConfig, vocab_size: usize) -> Vec<(String, Value)> {
@@ -473,15 +835,13 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
         .map_err(|e| Error::file(&config_path, format!("invalid JSON: {e}")))?;
 
     let tok_path = dir.join("tokenizer.json");
-    if !tok_path.is_file() {
-        let msg = if dir.join("tokenizer.model").is_file() {
-            "only tokenizer.model (SentencePiece, tokenizer.ggml.model=llama), which `quantize` does not convert yet; byte-level BPE tokenizer.json only"
-        } else {
-            "no tokenizer.json"
-        };
-        return Err(Error::file(dir, msg));
-    }
-    let tj = read_json(&tok_path)?;
+    let tj = if tok_path.is_file() {
+        Some(read_json(&tok_path)?)
+    } else if dir.join("tokenizer.model").is_file() {
+        None
+    } else {
+        return Err(Error::file(dir, "no tokenizer.json or tokenizer.model"));
+    };
     let tc_path = dir.join("tokenizer_config.json");
     let tc = if tc_path.is_file() {
         read_json(&tc_path)?
@@ -490,9 +850,14 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
     };
     let vocab_size = cfg.vocab_size;
     let mut metadata = model_metadata(dir, &cfg, vocab_size);
-    let tok_md = tokenizer_metadata(dir, &tj, &tc, &config, vocab_size)
-        .map_err(|e| Error::file(&tok_path, e))?;
-    check_tokenizer(&tok_path, &tok_md).map_err(|e| Error::file(&tok_path, e))?;
+    let (tok_md, spm) =
+        tokenizer_metadata(dir, tj.as_ref(), &tc, &config, vocab_size).map_err(|e| match e {
+            Error::File { .. } => e,
+            e => Error::file(&tok_path, e),
+        })?;
+    if let Some(tj) = &tj {
+        check_tokenizer(&tok_path, tj, &tok_md, spm).map_err(|e| Error::file(&tok_path, e))?;
+    }
     metadata.extend(tok_md);
     metadata.push((
         "general.file_type".into(),

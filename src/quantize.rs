@@ -340,7 +340,8 @@ impl From<QuantType> for GgmlDType {
 #[derive(clap::Args, Debug, Clone)]
 pub struct QuantizeArgs {
     /// Input: a GGUF file, or a Hugging Face Llama/Mistral directory (config.json,
-    /// tokenizer.json, safetensors) converted in llama.cpp's `llama` GGUF layout.
+    /// tokenizer.json and/or SentencePiece tokenizer.model, safetensors) converted in
+    /// llama.cpp's `llama` GGUF layout.
     pub input: PathBuf,
     /// Output GGUF file.
     #[arg(long, short)]

@@ -227,3 +227,138 @@ fn awq_packings_we_cannot_read_are_refused_in_one_line() {
         assert!(e.contains(says) && !e.contains('\n'), "{patch}: {e}");
     }
 }
+
+/// `hermes-eval run --model <f32 dir> --model <AWQ dir> --model <its dequantized f32 copy>` from
+/// the CLI: the AWQ directory is evaluated and gated like any variant, and equals the same
+/// dequantized weights stored as f32.
+#[test]
+fn run_gates_the_awq_variant_from_the_cli() {
+    let (awq_dir, deq_dir) = dirs();
+    let base = test_f32_dir();
+    let out = tempfile::tempdir().unwrap();
+    let run = |gate: &[&str]| -> (i32, String, serde_json::Value) {
+        let mut args: Vec<String> = [
+            "run",
+            "--tasks",
+            "arc_easy",
+            "--limit",
+            "5",
+            "--data-dir",
+            hub().to_str().unwrap(),
+            "--output",
+            out.path().to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        for m in [&base, &awq_dir, &deq_dir] {
+            args.extend(["--model".into(), m.to_str().unwrap().into()]);
+        }
+        args.extend(gate.iter().map(|s| s.to_string()));
+        let (code, stdout, err) = hermes(&args);
+        let cmp = out.path().join("comparison/comparison.json");
+        let j = serde_json::from_str(&std::fs::read_to_string(&cmp).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {err}\n{stdout}"));
+        (code, stdout, j)
+    };
+    let (code, stdout, j) = run(&["--max-drop", "1"]);
+    let comparisons = j["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2);
+    let metrics = |c: &serde_json::Value| -> Vec<(f64, bool, bool)> {
+        c["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["delta_points"].as_f64().unwrap(),
+                    m["significant"].as_bool().unwrap(),
+                    m["regression"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // The AWQ directory scores like its dequantized weights in f32: the same comparison.
+    assert_eq!(metrics(&comparisons[0]), metrics(&comparisons[1]));
+    // 4-bit weights change answers (and log-likelihoods) on these documents...
+    let agreement = &comparisons[0]["agreement"][0];
+    assert!(
+        agreement["changed_choice"].as_f64().unwrap() > 0.0,
+        "{agreement}"
+    );
+    // ...and the gate decides on them like on any variant: a regression is a drop beyond
+    // --max-drop that is significant, and the exit code follows the regressions.
+    let mut regressions = 0;
+    for (delta, significant, regression) in metrics(&comparisons[0]) {
+        assert_eq!(regression, significant && delta < -1.0);
+        regressions += regression as u64;
+    }
+    assert_eq!(j["regressions"].as_u64().unwrap(), 2 * regressions);
+    let want = if regressions > 0 {
+        (1, "FAIL")
+    } else {
+        (0, "PASS")
+    };
+    assert_eq!(code, want.0, "{stdout}");
+    assert!(stdout.contains(want.1), "{stdout}");
+    eprintln!(
+        "AWQ vs f32 on arc_easy --limit 5: {:?} (delta, significant, regression); exit {code}",
+        metrics(&comparisons[0])
+    );
+    // The AWQ run records what it loaded.
+    let results = files_with_prefix(&out.path().join("awq"), "results_");
+    let text = std::fs::read_to_string(results.last().unwrap()).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(r.to_string().contains("\"format\":\"safetensors-awq\""));
+
+    // An AWQ checkpoint packed without its zero points (every qzeros word 0: a packing bug)
+    // is a real regression on 30 documents, and the gate fails the run with exit 1.
+    let broken = out.path().join("broken-awq");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(awq_dir.join(f), broken.join(f)).unwrap();
+    }
+    let mut ts =
+        candle_core::safetensors::load(awq_dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    for (name, t) in ts.iter_mut() {
+        if name.ends_with(".qzeros") {
+            *t = t.zeros_like().unwrap();
+        }
+    }
+    candle_core::safetensors::save(&ts, broken.join("model.safetensors")).unwrap();
+    let args: Vec<String> = [
+        "run",
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "30",
+        "--data-dir",
+        hub().to_str().unwrap(),
+        "--output",
+        out.path().join("broken-run").to_str().unwrap(),
+        "--model",
+        base.to_str().unwrap(),
+        "--model",
+        broken.to_str().unwrap(),
+        "--max-drop",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (code, stdout, err) = hermes(&args);
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("broken-run/comparison/comparison.json"))
+            .unwrap_or_else(|e| panic!("{e}: {err}")),
+    )
+    .unwrap();
+    let acc = j["comparisons"][0]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "acc")
+        .unwrap()
+        .clone();
+    eprintln!("broken AWQ vs f32, arc_easy --limit 30: {acc}; exit {code}");
+    assert_eq!(acc["regression"], true, "{acc}");
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}

@@ -6,52 +6,13 @@ mod common;
 use common::*;
 use hermes_eval::model::load::read_gguf;
 use hermes_eval::model::tokenizer::{encode, from_gguf};
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-fn vocab_dir() -> PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        if let Some(p) = std::env::var_os("HERMES_EVAL_VOCAB_TESTS") {
-            return PathBuf::from(p);
-        }
-        let out = std::process::Command::new(repo().join("scripts/fetch-vocab-tests.sh"))
-            .output()
-            .expect("run scripts/fetch-vocab-tests.sh");
-        assert!(
-            out.status.success(),
-            "fetch-vocab-tests failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-    .clone()
-}
-
-/// The cases of one vocabulary, split as llama.cpp's test-tokenizer-0 splits them.
-fn cases(name: &str) -> Vec<(String, Vec<u32>)> {
-    let base = vocab_dir().join(format!("ggml-vocab-{name}.gguf"));
-    let inp = std::fs::read_to_string(base.with_extension("gguf.inp")).unwrap();
-    let out = std::fs::read_to_string(base.with_extension("gguf.out")).unwrap();
-    // As test-tokenizer-0.cpp: a separator at the very end starts no further case.
-    let mut texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
-    if inp.ends_with("\n__ggml_vocab_test__\n") {
-        texts.pop();
-    }
-    let ids: Vec<Vec<u32>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
-        .collect();
-    assert_eq!(texts.len(), ids.len(), "{name}: .inp and .out disagree");
-    texts.into_iter().map(String::from).zip(ids).collect()
-}
 
 fn check(name: &str) {
     let path = vocab_dir().join(format!("ggml-vocab-{name}.gguf"));
     let (ct, _) = read_gguf(&path).unwrap();
     let mut tok = from_gguf(&ct).unwrap_or_else(|e| panic!("{name}: {e}"));
     tok.set_encode_special_tokens(true);
-    let cases = cases(name);
+    let cases = vocab_cases(name);
     let mut bad = vec![];
     for (text, want) in &cases {
         let got = encode(&tok, text).unwrap();

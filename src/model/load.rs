@@ -34,7 +34,8 @@ pub struct LoadOptions {
     pub quant_mode: QuantMode,
     /// dtype dense safetensors weights are kept in (f32 by default).
     pub dtype: DType,
-    /// A tokenizer.json overriding the one of the model (required for SentencePiece GGUFs).
+    /// A tokenizer.json overriding the one of the model (e.g. for a GGUF tokenizer model or
+    /// pre-tokenizer that is not rebuilt from metadata).
     pub tokenizer: Option<PathBuf>,
 }
 

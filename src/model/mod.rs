@@ -190,5 +190,6 @@ pub mod load;
 pub mod qmatmul;
 pub mod scripted;
 pub mod server;
+pub mod spm_model;
 pub mod tokenizer;
 pub mod torch_sum;

@@ -149,3 +149,42 @@ pub fn reference_request(
     };
     hermes_eval::engine::encode_pair(tok, &req, None).unwrap()
 }
+
+/// llama.cpp's tokenizer conformance files (`ggml-vocab-<name>.gguf` + `.inp` / `.out`), fetched
+/// by scripts/fetch-vocab-tests.sh (or `HERMES_EVAL_VOCAB_TESTS`).
+pub fn vocab_dir() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        if let Some(p) = std::env::var_os("HERMES_EVAL_VOCAB_TESTS") {
+            return PathBuf::from(p);
+        }
+        let out = std::process::Command::new(repo().join("scripts/fetch-vocab-tests.sh"))
+            .output()
+            .expect("run scripts/fetch-vocab-tests.sh");
+        assert!(
+            out.status.success(),
+            "fetch-vocab-tests failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+/// The cases of one llama.cpp conformance vocabulary, split as llama.cpp's test-tokenizer-0 splits them.
+pub fn vocab_cases(name: &str) -> Vec<(String, Vec<u32>)> {
+    let base = vocab_dir().join(format!("ggml-vocab-{name}.gguf"));
+    let inp = std::fs::read_to_string(base.with_extension("gguf.inp")).unwrap();
+    let out = std::fs::read_to_string(base.with_extension("gguf.out")).unwrap();
+    // As test-tokenizer-0.cpp: a separator at the very end starts no further case.
+    let mut texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
+    if inp.ends_with("\n__ggml_vocab_test__\n") {
+        texts.pop();
+    }
+    let ids: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(texts.len(), ids.len(), "{name}: .inp and .out disagree");
+    texts.into_iter().map(String::from).zip(ids).collect()
+}
