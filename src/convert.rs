@@ -814,8 +814,8 @@ pub fn hf_to_gguf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
     convert_hf(dir, output, to)
 }
 
-/// [`hf_to_gguf`] for any type candle quantizes to, F32 and F16 included (no CLI flag; the tests
-/// use an F32 conversion to check the layout without quantization error).
+/// [`hf_to_gguf`] for any type candle quantizes to, also those `quantize --to` does not offer
+/// (the tests use it to check the layout without quantization error).
 pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeReport> {
     let start = Instant::now();
     let config_path = dir.join("config.json");
