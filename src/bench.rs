@@ -9,9 +9,9 @@ use crate::model::OpenOptions;
 use crate::progress::Progress;
 use crate::report;
 use crate::tasks::Registry;
+use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use candle_core::{Device, Tensor};
 use std::time::Instant;
 
 fn peak_rss_mb() -> Option<f64> {
@@ -29,7 +29,15 @@ fn cpu_features() -> Vec<&'static str> {
         macro_rules! probe {
             ($($f:tt),*) => {$(if std::is_x86_feature_detected!($f) { v.push($f); })*};
         }
-        probe!("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avxvnni");
+        probe!(
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vnni",
+            "avxvnni"
+        );
     }
     v
 }

@@ -348,3 +348,25 @@ fn ctrl_c_keeps_finished_documents_and_a_rerun_resumes_from_the_cache() {
         "{hits} cache hits for {kept} kept docs"
     );
 }
+
+/// A panic that escapes the library is one "internal error" line (no backtrace dump), exit 101.
+#[test]
+fn an_escaped_panic_is_one_internal_error_line() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hermes-eval"))
+        .arg("list")
+        .env("HERMES_EVAL_PANIC_SELFTEST", "1")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(101));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("hermes-eval: internal error: self-test panic")
+            && lines[0].contains("src/main.rs:")
+            && lines[0].contains("please report it"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}

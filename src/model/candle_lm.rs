@@ -3,9 +3,7 @@
 use super::llama::{logprob_at, KvCache, Llama};
 use super::load::{load, LoadOptions, Loaded, QuantMode};
 use super::torch_sum;
-use super::{
-    GenOptions, GenPrompt, LanguageModel, ModelIdentity, OpenOptions, TokenRequest, Work,
-};
+use super::{GenOptions, GenPrompt, LanguageModel, ModelIdentity, OpenOptions, TokenRequest, Work};
 use crate::chat::ChatTemplate;
 use crate::doc::Loglik;
 use crate::error::{Error, Result};
@@ -282,7 +280,8 @@ impl LanguageModel for CandleLm {
         let (nh, nkv) = (c.num_attention_heads as f64, c.num_key_value_heads as f64);
         let layers = c.num_hidden_layers as f64;
         // Per token: q, k, v, o and the three FFN projections; per attended position: QK and AV.
-        let matmul = layers * (h * hd * (2.0 * nh + 2.0 * nkv) + 3.0 * h * c.intermediate_size as f64);
+        let matmul =
+            layers * (h * hd * (2.0 * nh + 2.0 * nkv) + 3.0 * h * c.intermediate_size as f64);
         let attend = layers * 2.0 * nh * hd;
         let mut w = Work {
             kernel: self.llama.kernel(),

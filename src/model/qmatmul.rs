@@ -622,12 +622,7 @@ fn quantize_act<V: GgmlType>(x: &[f32]) -> Vec<V> {
 
 impl<T: GgmlType> Kernel for Generic<T> {
     fn name(&self) -> String {
-        format!(
-            "{:?}×{:?} (candle vec_dot)",
-            T::DTYPE,
-            T::VecDotType::DTYPE
-        )
-        .to_lowercase()
+        format!("{:?}×{:?} (candle vec_dot)", T::DTYPE, T::VecDotType::DTYPE).to_lowercase()
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr_w = self.cols / T::BLCK_SIZE;
