@@ -243,13 +243,21 @@ fn run_model(
     } else {
         RequestCache::open(&out.join("cache"), model.identity())?
     };
+    if cache.skipped > 0 {
+        eprintln!(
+            "request cache {}: skipped {} of {} lines (torn, not a record, or failing its checksum); their requests are computed again",
+            cache.path().map_or(String::new(), |p| p.display().to_string()),
+            cache.skipped,
+            cache.skipped + cache.loaded
+        );
+    }
     let needs_chat = all_docs.iter().flatten().any(|d| d.chat.is_some());
     let chat = chat_template_for(model, plan.chat.chat_template.as_deref())?;
     let mut config = serde_json::json!({
         "suite": plan.suite, "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
         "limit": plan.limit, "doc_order": plan.doc_order, "engine": plan.engine, "num_fewshot": 0,
         "data_dir": plan.data_dir, "hermes_eval_version": env!("CARGO_PKG_VERSION"),
-        "elapsed_s": 0.0, "request_cache_hits": 0,
+        "elapsed_s": 0.0, "request_cache_hits": 0, "request_cache_skipped": cache.skipped,
     });
     if needs_chat {
         config["chat_template"] = serde_json::json!({
