@@ -7,6 +7,7 @@ use crate::data::DataSource;
 use crate::doc::Doc;
 use crate::engine::{evaluate, EngineOptions, RequestCache};
 use crate::error::{Error, Result};
+use crate::lock::DirLock;
 use crate::model::{self, LanguageModel, OpenOptions};
 use crate::progress::{spinner, Progress};
 use crate::report;
@@ -156,6 +157,14 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
     if plan.limit == Some(0) {
         return Err(Error::task("-", "--limit 0 selects no documents"));
     }
+    let multi = plan.models.len() > 1;
+    // One writer per output directory, refused before any data or model is loaded when the
+    // directory is known now (one model with --output); otherwise each model's directory is
+    // locked when it is chosen.
+    let early_lock = match (&plan.output, multi) {
+        (Some(dir), false) => Some(DirLock::acquire(dir, "run")?),
+        _ => None,
+    };
     let data = DataSource::new(plan.data_dir.clone());
     // Load every task's documents before any model, so a data problem fails fast.
     let mut all_docs = vec![];
@@ -173,7 +182,6 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
         all_docs.push(docs);
     }
     set_threads(plan.threads)?;
-    let multi = plan.models.len() > 1;
     if multi && plan.shard.is_some() {
         return Err(Error::model(
             "--shard runs one model: shard each variant separately, merge, then `compare`",
@@ -207,6 +215,10 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
         if multi {
             eprintln!("== {spec} -> {}", out.display());
         }
+        let _lock = match &early_lock {
+            Some(_) => None,
+            None => Some(DirLock::acquire(&out, "run")?),
+        };
         let finished = run_model(plan, reg, &tasks, &all_docs, model.as_mut(), &out, stop)?;
         if !finished {
             return Err(Error::Interrupted);
@@ -217,7 +229,9 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
         return Ok(0);
     }
     // Exit codes as `compare`: 0 pass, 1 regression, 2 when the runs cannot be compared.
-    match compare_variants(&plan.gate, &dirs, &root.join("comparison")) {
+    let cmp_dir = root.join("comparison");
+    let _lock = DirLock::acquire(&cmp_dir, "run")?;
+    match compare_variants(&plan.gate, &dirs, &cmp_dir) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("hermes-eval: error: {e}");

@@ -201,6 +201,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
     if dirs.is_empty() {
         return Err(err("name the shard directories".into()));
     }
+    let _lock = crate::lock::DirLock::acquire(out, "merge")?;
     let manifests: Vec<Manifest> = dirs
         .iter()
         .map(|d| read_manifest(d))
