@@ -416,7 +416,7 @@ pub fn write_outputs(
 ) -> Result<()> {
     let rj = report::write_results_json(out, model, config, results, tasks)?;
     let text = report::render_report(reg, results);
-    std::fs::write(out.join("report.md"), &text).map_err(|e| Error::file(out, e))?;
+    report::write_atomic(&out.join("report.md"), text.as_bytes())?;
     print!("{text}");
     match card {
         Some(c) => {

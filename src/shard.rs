@@ -371,7 +371,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
             task.name,
             report::timestamp()
         ));
-        std::fs::write(&path, text).map_err(|e| Error::file(&path, e))?;
+        report::write_atomic(&path, text.as_bytes())?;
     }
     let refs: Vec<&Task> = tasks.iter().collect();
     crate::run::write_outputs(out, reg, &first.model, &config, &results, &refs, None)?;
