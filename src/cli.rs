@@ -361,6 +361,11 @@ pub fn main() -> Result<i32> {
         }
         Cmd::Report { path, tasks, card } => {
             let reg = registry(&tasks)?;
+            // `report` rewrites report.md and report.html: not while a run writes the directory.
+            let _lock = match path.is_dir() {
+                true => Some(crate::lock::DirLock::acquire(&path, "report")?),
+                false => None,
+            };
             let results = report::rescore(&path, &reg)?;
             print!("{}", report::render_report(&reg, &results));
             report::card::report_outputs(&path, &reg, &results, card.as_deref())?;

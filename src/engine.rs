@@ -44,7 +44,16 @@ pub fn encode_pair(
     })
 }
 
-/// Append-only log-likelihood cache: one JSON line per request, keyed by model and token ids.
+/// Append-only request cache: one JSON line per finished request, keyed by the model's
+/// identity and the token ids, each line carrying a checksum of its key and answer under the
+/// model's identity.
+///
+/// Reading it trusts nothing: a line that is not UTF-8 JSON, has other fields or types than a
+/// record (a log-likelihood `{k, lp, g, lp64, c}` or a generation `{k, gen, c}`), a key that is
+/// not 32 hex digits, or a checksum that does not match (a torn line, a bit flip, a line of
+/// another model's cache) is skipped and counted in [`RequestCache::skipped`]; its request is
+/// computed again. A file whose last line was torn by a kill gets a newline before the first
+/// append, so a new record never continues the fragment.
 pub struct RequestCache {
     path: Option<PathBuf>,
     model_key: String,
@@ -52,7 +61,46 @@ pub struct RequestCache {
     /// Generated token ids by prompt + options (greedy generation is deterministic too).
     gens: HashMap<String, Vec<u32>>,
     file: Option<std::fs::File>,
+    /// Requests answered from the cache in this run.
     pub hits: usize,
+    /// Lines of the cache file skipped when it was opened (never trusted, recomputed).
+    pub skipped: usize,
+    /// Records read from the cache file when it was opened.
+    pub loaded: usize,
+}
+
+/// A log-likelihood line of the cache file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoglikRecord {
+    k: String,
+    lp: f64,
+    g: bool,
+    lp64: Option<f64>,
+    c: String,
+}
+
+/// A generation line of the cache file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenRecord {
+    k: String,
+    gen: Vec<u32>,
+    c: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Record {
+    Loglik(LoglikRecord),
+    Gen(GenRecord),
+}
+
+/// Whether `k` has the form of a request key (16 bytes, lowercase hex).
+fn is_key(k: &str) -> bool {
+    k.len() == 32
+        && k.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl RequestCache {
@@ -64,6 +112,8 @@ impl RequestCache {
             gens: HashMap::new(),
             file: None,
             hits: 0,
+            skipped: 0,
+            loaded: 0,
         }
     }
 
@@ -71,47 +121,109 @@ impl RequestCache {
     pub fn open(dir: &Path, identity: &ModelIdentity) -> Result<Self> {
         let model_key = identity.cache_key();
         let path = dir.join(format!("loglik-{}.jsonl", &model_key[..16]));
-        let mut map = HashMap::new();
-        let mut gens = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            for line in text.lines() {
-                // A line cut short by an interruption is skipped, not fatal.
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let (Some(k), Some(ids)) = (v["k"].as_str(), v["gen"].as_array()) {
-                        let ids: Vec<u32> = ids
-                            .iter()
-                            .filter_map(|x| x.as_u64().map(|v| v as u32))
-                            .collect();
-                        gens.insert(k.to_string(), ids);
-                    } else if let (Some(k), Some(lp), Some(g)) =
-                        (v["k"].as_str(), v["lp"].as_f64(), v["g"].as_bool())
-                    {
-                        map.insert(
-                            k.to_string(),
-                            Loglik {
-                                logprob: lp,
-                                is_greedy: g,
-                                logprob_f64: v["lp64"].as_f64(),
-                            },
-                        );
-                    }
+        let mut cache = Self {
+            path: None,
+            model_key,
+            ..Self::disabled()
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::file(&path, e)),
+        };
+        let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        if !bytes.is_empty() {
+            for line in body.split(|&b| b == b'\n') {
+                if cache.load_line(line) {
+                    cache.loaded += 1;
+                } else {
+                    cache.skipped += 1;
                 }
             }
         }
-        std::fs::create_dir_all(dir)?;
-        let file = std::fs::OpenOptions::new()
+        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| Error::file(&path, e))?;
-        Ok(Self {
-            path: Some(path),
-            model_key,
-            map,
-            gens,
-            file: Some(file),
-            hits: 0,
-        })
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            // The last line was torn (a kill mid-write): end it, so the next record starts a
+            // line of its own.
+            file.write_all(b"\n").map_err(|e| Error::file(&path, e))?;
+        }
+        cache.file = Some(file);
+        cache.path = Some(path);
+        Ok(cache)
+    }
+
+    /// Take one line of the cache file if it is a well-formed record of this model whose
+    /// checksum matches; false when it is skipped.
+    fn load_line(&mut self, line: &[u8]) -> bool {
+        let Ok(rec) = serde_json::from_slice::<Record>(line) else {
+            return false;
+        };
+        match rec {
+            Record::Loglik(r) => {
+                let l = Loglik {
+                    logprob: r.lp,
+                    is_greedy: r.g,
+                    logprob_f64: r.lp64,
+                };
+                if !is_key(&r.k) || r.c != self.loglik_sum(&r.k, &l) {
+                    return false;
+                }
+                self.map.insert(r.k, l);
+            }
+            Record::Gen(r) => {
+                if !is_key(&r.k) || r.c != self.gen_sum(&r.k, &r.gen) {
+                    return false;
+                }
+                self.gens.insert(r.k, r.gen);
+            }
+        }
+        true
+    }
+
+    /// The checksum of a log-likelihood record (its exact f64 bits) under this model.
+    fn loglik_sum(&self, k: &str, l: &Loglik) -> String {
+        let mut h = Sha256::new();
+        h.update(self.model_key.as_bytes());
+        h.update(b"|ll|");
+        h.update(k.as_bytes());
+        h.update(l.logprob.to_bits().to_le_bytes());
+        h.update([l.is_greedy as u8]);
+        match l.logprob_f64 {
+            Some(x) => {
+                h.update([1]);
+                h.update(x.to_bits().to_le_bytes());
+            }
+            None => h.update([0]),
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+
+    /// The checksum of a generation record under this model.
+    fn gen_sum(&self, k: &str, ids: &[u32]) -> String {
+        let mut h = Sha256::new();
+        h.update(self.model_key.as_bytes());
+        h.update(b"|gen|");
+        h.update(k.as_bytes());
+        for t in ids {
+            h.update(t.to_le_bytes());
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+
+    /// Append one record as a single write, so a kill leaves at most one torn last line.
+    fn append(&mut self, record: serde_json::Value) -> Result<()> {
+        if let (Some(f), Some(p)) = (self.file.as_mut(), self.path.as_ref()) {
+            let mut line = record.to_string();
+            line.push('\n');
+            f.write_all(line.as_bytes())
+                .map_err(|e| Error::file(p, e))?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -135,16 +247,19 @@ impl RequestCache {
         self.map.get(&self.key(r)).copied()
     }
 
+    /// Store the answer of request `r`, as the engine does when the backend returns it.
+    pub fn insert(&mut self, r: &TokenRequest, l: Loglik) -> Result<()> {
+        let k = self.key(r);
+        self.put(k, l)
+    }
+
     /// Store the answer of the request whose [`RequestCache::key`] is `k` (appended to the
     /// cache file at once, so an interrupted run keeps it).
     fn put(&mut self, k: String, l: Loglik) -> Result<()> {
-        if let Some(f) = self.file.as_mut() {
-            writeln!(
-                f,
-                "{}",
-                serde_json::json!({"k": k, "lp": l.logprob, "g": l.is_greedy, "lp64": l.logprob_f64})
-            )?;
-        }
+        let c = self.loglik_sum(&k, &l);
+        self.append(
+            serde_json::json!({"k": k, "lp": l.logprob, "g": l.is_greedy, "lp64": l.logprob_f64, "c": c}),
+        )?;
         self.map.insert(k, l);
         Ok(())
     }
@@ -174,11 +289,16 @@ impl RequestCache {
         self.gens.get(&self.gen_key(prompt, o)).cloned()
     }
 
+    /// Store the generation of `prompt` under options `o`, as the engine does.
+    pub fn insert_gen(&mut self, prompt: &[u32], o: &GenOptions, ids: Vec<u32>) -> Result<()> {
+        let k = self.gen_key(prompt, o);
+        self.put_gen(k, ids)
+    }
+
     /// Store the generation whose [`RequestCache::gen_key`] is `k`.
     fn put_gen(&mut self, k: String, ids: Vec<u32>) -> Result<()> {
-        if let Some(f) = self.file.as_mut() {
-            writeln!(f, "{}", serde_json::json!({"k": k, "gen": ids}))?;
-        }
+        let c = self.gen_sum(&k, &ids);
+        self.append(serde_json::json!({"k": k, "gen": ids, "c": c}))?;
         self.gens.insert(k, ids);
         Ok(())
     }

@@ -15,6 +15,8 @@ pub enum Error {
     Tokenizer(String),
     #[error("merge: {0}")]
     Merge(String),
+    #[error("{}: locked by {holder}, which is writing this output directory; wait for it to finish or use another output directory", dir.display())]
+    Locked { dir: PathBuf, holder: String },
     #[error("interrupted")]
     Interrupted,
     #[error(transparent)]

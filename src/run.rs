@@ -7,6 +7,7 @@ use crate::data::DataSource;
 use crate::doc::Doc;
 use crate::engine::{evaluate, EngineOptions, RequestCache};
 use crate::error::{Error, Result};
+use crate::lock::DirLock;
 use crate::model::{self, LanguageModel, OpenOptions};
 use crate::progress::{spinner, Progress};
 use crate::report;
@@ -156,6 +157,14 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
     if plan.limit == Some(0) {
         return Err(Error::task("-", "--limit 0 selects no documents"));
     }
+    let multi = plan.models.len() > 1;
+    // One writer per output directory, refused before any data or model is loaded when the
+    // directory is known now (one model with --output); otherwise each model's directory is
+    // locked when it is chosen.
+    let early_lock = match (&plan.output, multi) {
+        (Some(dir), false) => Some(DirLock::acquire(dir, "run")?),
+        _ => None,
+    };
     let data = DataSource::new(plan.data_dir.clone());
     // Load every task's documents before any model, so a data problem fails fast.
     let mut all_docs = vec![];
@@ -173,7 +182,6 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
         all_docs.push(docs);
     }
     set_threads(plan.threads)?;
-    let multi = plan.models.len() > 1;
     if multi && plan.shard.is_some() {
         return Err(Error::model(
             "--shard runs one model: shard each variant separately, merge, then `compare`",
@@ -207,6 +215,10 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
         if multi {
             eprintln!("== {spec} -> {}", out.display());
         }
+        let _lock = match &early_lock {
+            Some(_) => None,
+            None => Some(DirLock::acquire(&out, "run")?),
+        };
         let finished = run_model(plan, reg, &tasks, &all_docs, model.as_mut(), &out, stop)?;
         if !finished {
             return Err(Error::Interrupted);
@@ -217,7 +229,9 @@ pub fn run(plan: &RunPlan, reg: &Registry, stop: &AtomicBool) -> Result<i32> {
         return Ok(0);
     }
     // Exit codes as `compare`: 0 pass, 1 regression, 2 when the runs cannot be compared.
-    match compare_variants(&plan.gate, &dirs, &root.join("comparison")) {
+    let cmp_dir = root.join("comparison");
+    let _lock = DirLock::acquire(&cmp_dir, "run")?;
+    match compare_variants(&plan.gate, &dirs, &cmp_dir) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("hermes-eval: error: {e}");
@@ -243,13 +257,21 @@ fn run_model(
     } else {
         RequestCache::open(&out.join("cache"), model.identity())?
     };
+    if cache.skipped > 0 {
+        eprintln!(
+            "request cache {}: skipped {} of {} lines (torn, not a record, or failing its checksum); their requests are computed again",
+            cache.path().map_or(String::new(), |p| p.display().to_string()),
+            cache.skipped,
+            cache.skipped + cache.loaded
+        );
+    }
     let needs_chat = all_docs.iter().flatten().any(|d| d.chat.is_some());
     let chat = chat_template_for(model, plan.chat.chat_template.as_deref())?;
     let mut config = serde_json::json!({
         "suite": plan.suite, "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(),
         "limit": plan.limit, "doc_order": plan.doc_order, "engine": plan.engine, "num_fewshot": 0,
         "data_dir": plan.data_dir, "hermes_eval_version": env!("CARGO_PKG_VERSION"),
-        "elapsed_s": 0.0, "request_cache_hits": 0,
+        "elapsed_s": 0.0, "request_cache_hits": 0, "request_cache_skipped": cache.skipped,
     });
     if needs_chat {
         config["chat_template"] = serde_json::json!({
@@ -394,7 +416,7 @@ pub fn write_outputs(
 ) -> Result<()> {
     let rj = report::write_results_json(out, model, config, results, tasks)?;
     let text = report::render_report(reg, results);
-    std::fs::write(out.join("report.md"), &text).map_err(|e| Error::file(out, e))?;
+    report::write_atomic(&out.join("report.md"), text.as_bytes())?;
     print!("{text}");
     match card {
         Some(c) => {

@@ -123,7 +123,12 @@ pub fn plan_hash(
     let mut config = config.clone();
     if let Some(o) = config.as_object_mut() {
         // What may differ between the shards of one plan without changing a number.
-        for k in ["elapsed_s", "request_cache_hits", "data_dir"] {
+        for k in [
+            "elapsed_s",
+            "request_cache_hits",
+            "request_cache_skipped",
+            "data_dir",
+        ] {
             o.remove(k);
         }
         if let Some(e) = o.get_mut("engine").and_then(|e| e.as_object_mut()) {
@@ -196,6 +201,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
     if dirs.is_empty() {
         return Err(err("name the shard directories".into()));
     }
+    let _lock = crate::lock::DirLock::acquire(out, "merge")?;
     let manifests: Vec<Manifest> = dirs
         .iter()
         .map(|d| read_manifest(d))
@@ -347,15 +353,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
         tasks.push(task);
     }
     let mut config = first.config.clone();
-    for key in ["elapsed_s", "request_cache_hits"] {
+    for key in ["elapsed_s", "request_cache_hits", "request_cache_skipped"] {
         let total: f64 = manifests
             .iter()
             .map(|m| m.config[key].as_f64().unwrap_or(0.0))
             .sum();
-        config[key] = if key == "request_cache_hits" {
-            serde_json::json!(total as u64)
-        } else {
+        config[key] = if key == "elapsed_s" {
             serde_json::json!(total)
+        } else {
+            serde_json::json!(total as u64)
         };
     }
     std::fs::create_dir_all(out).map_err(|e| Error::file(out, e))?;
@@ -365,7 +371,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, reg: &Registry) -> Result<()> {
             task.name,
             report::timestamp()
         ));
-        std::fs::write(&path, text).map_err(|e| Error::file(&path, e))?;
+        report::write_atomic(&path, text.as_bytes())?;
     }
     let refs: Vec<&Task> = tasks.iter().collect();
     crate::run::write_outputs(out, reg, &first.model, &config, &results, &refs, None)?;

@@ -304,8 +304,10 @@ pub fn write_results_json(
         "date": ts,
     });
     let path = dir.join(format!("results_{ts}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")
-        .map_err(|e| Error::file(&path, e))?;
+    write_atomic(
+        &path,
+        (serde_json::to_string_pretty(&out)? + "\n").as_bytes(),
+    )?;
     Ok(path)
 }
 
@@ -320,7 +322,10 @@ pub fn write_samples_jsonl(
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     let path = dir.join(format!("samples_{}_{}.jsonl", task.name, timestamp()));
-    let f = std::fs::File::create(&path).map_err(|e| Error::file(&path, e))?;
+    // Written beside under a hidden name and renamed when complete: a kill never leaves a torn
+    // samples file for `report`, `compare` or `merge` to read.
+    let tmp = tmp_path(&path);
+    let f = std::fs::File::create(&tmp).map_err(|e| Error::file(&tmp, e))?;
     let mut w = std::io::BufWriter::new(f);
     let empty = Responses::default();
     for (i, doc) in docs.iter().enumerate() {
@@ -391,8 +396,23 @@ pub fn write_samples_jsonl(
         writeln!(w, "{}", serde_json::to_string(&Value::Object(line))?)
             .map_err(|e| Error::file(&path, e))?;
     }
-    w.flush().map_err(|e| Error::file(&path, e))?;
+    w.flush().map_err(|e| Error::file(&tmp, e))?;
+    drop(w);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::file(&path, e))?;
     Ok(path)
+}
+
+/// The hidden name a file is written under before it is renamed into place.
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+}
+
+/// Write `bytes` to `path` all at once or not at all (a kill leaves the old file or none).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::file(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
 }
 
 pub(crate) fn samples_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
