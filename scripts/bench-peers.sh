@@ -18,6 +18,8 @@
 #   HERMES_EVAL      the binary (default target/release/hermes-eval)
 #   OUT_JSON         default reports/bench-peers.json
 #   SKIP             space-separated tools not to run: lm-eval llama-perplexity hermes-f32 hermes-q4_1
+#   PPL_ARGS         extra llama-perplexity arguments, e.g. "--poll 0" (no spin-waiting: fairer CPU-seconds on a
+#                    machine busy with other work; llama.cpp's default is --poll 50)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -157,11 +159,12 @@ if ! skipped lm-eval; then
         --tasks hellaswag_mirror --include_path "$WORK/tasks" --device cpu --batch_size 16 --limit "$N" \
         --output_path "$WORK/lm-eval-out"
 fi
+read -r -a ppl_args <<<"${PPL_ARGS:-}"
 if ! skipped llama-perplexity; then
     # -c 512 per sequence (--hellaswag uses 4 parallel sequences): every HellaSwag task fits; the default
     # context would only enlarge the KV cache (and the peak RSS).
     timed llama-perplexity "$PPL" -m "$GGUF" -f "$WORK/hellaswag-$N.txt" --hellaswag --hellaswag-tasks "$N" \
-        -t "$THREADS" -tb "$THREADS" -c 512
+        -t "$THREADS" -tb "$THREADS" -c 512 "${ppl_args[@]}"
 fi
 for m in f32 q4_1; do
     skipped "hermes-$m" && continue
@@ -208,7 +211,7 @@ if os.path.exists(p):
         i, a = last[-1].split("\t")[:2]
         acc = {"acc_norm_per_token": float(a.rstrip("%")) / 100, "tasks": int(i)}
 add("llama.cpp llama-perplexity --hellaswag (llama-cpp-python 0.3.36 sdist)", "llama-perplexity", os.path.basename(gguf), acc,
-    {"binary": ppl})
+    {"binary": ppl, "extra_args": os.environ.get("PPL_ARGS", "")})
 for m, model in (("f32", f"{os.path.basename(f32)} (f32 safetensors)"), ("q4_1", os.path.basename(gguf))):
     p = f"{work}/hermes-{m}.json"
     if os.path.exists(p):
