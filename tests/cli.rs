@@ -18,31 +18,6 @@ fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
     )
 }
 
-/// `run --tasks T --limit N --model M --data-dir <mirror> --output O`.
-fn run_args(
-    tasks: &str,
-    limit: &str,
-    model: &std::path::Path,
-    out: &std::path::Path,
-) -> Vec<String> {
-    let hub = hub();
-    [
-        "run",
-        "--tasks",
-        tasks,
-        "--limit",
-        limit,
-        "--model",
-        model.to_str().unwrap(),
-        "--data-dir",
-        hub.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 fn assert_one_line_error(args: &[&str], needle: &str) {
     let (code, _, err) = run(args);
     assert_ne!(code, 0, "{args:?} should fail");

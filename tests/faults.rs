@@ -16,25 +16,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hermes-eval"))
 }
 
-/// `run --tasks T --limit N --model <test GGUF> --data-dir <mirror> --output O` (cache on).
-fn run_args(tasks: &str, limit: &str, out: &Path) -> Vec<String> {
-    [
-        "run",
-        "--tasks",
-        tasks,
-        "--limit",
-        limit,
-        "--model",
-        test_gguf().to_str().unwrap(),
-        "--data-dir",
-        hub().to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 fn spawn(args: &[String]) -> Child {
     bin()
         .args(args)
@@ -119,7 +100,7 @@ fn sigkill_at_five_random_points_then_rerun_equals_the_clean_run() {
     let tmp = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
     let clean = tmp.path().join("clean");
-    let args = run_args("hellaswag", "40", &clean);
+    let args = run_args("hellaswag", "40", &test_gguf(), &clean);
     let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let clean_s = t0.elapsed().as_secs_f64();
@@ -149,7 +130,7 @@ fn sigkill_at_five_random_points_then_rerun_equals_the_clean_run() {
     );
     for (i, &(n, ms)) in points.iter().enumerate() {
         let out = tmp.path().join(format!("kill{i}"));
-        let args = run_args("hellaswag", "40", &out);
+        let args = run_args("hellaswag", "40", &test_gguf(), &out);
         let t = Instant::now();
         let mut child = spawn(&args);
         let pid = child.id();
@@ -244,7 +225,7 @@ fn sigkill_at_five_random_points_then_rerun_equals_the_clean_run() {
 fn a_second_writer_of_the_output_directory_is_refused_while_the_first_finishes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let args = run_args("arc_easy", "20", &out);
+    let args = run_args("arc_easy", "20", &test_gguf(), &out);
     let mut first = spawn(&args);
     let pid = first.id();
     // The lock is taken before the data and the model are loaded.
@@ -549,7 +530,7 @@ fn a_torn_last_line_is_skipped_and_the_next_record_starts_a_new_line() {
 fn a_damaged_cache_is_reported_and_the_rerun_equals_the_first_run() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let args = run_args("arc_easy", "8", &out);
+    let args = run_args("arc_easy", "8", &test_gguf(), &out);
     let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let want = outputs(&out, "arc_easy");

@@ -253,6 +253,18 @@ fn gguf_tokenizer(path: &Path) -> tokenizers::Tokenizer {
     from_gguf(&read_gguf(path).unwrap().0).unwrap()
 }
 
+/// `re` (a re-converted GGUF) gives llama.cpp's ids on every llama-spm case and tokenizes the
+/// ChatML check text as `orig` does.
+fn assert_tokenizes_like_the_original(orig: &Path, re: &Path) {
+    let tok = gguf_tokenizer(re);
+    let bad = conformance_failures(&tok);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert_eq!(
+        encode(&tok, CHAT_TEXT).unwrap(),
+        encode(&gguf_tokenizer(orig), CHAT_TEXT).unwrap()
+    );
+}
+
 fn md(path: &Path, key: &str) -> String {
     let (ct, _) = read_gguf(path).unwrap();
     ct.metadata
@@ -331,13 +343,7 @@ fn quantize_from_tokenizer_model_gives_back_the_gguf_vocabulary() {
         assert_eq!(md(&re, k), md(&orig, k), "{k}");
     }
     assert_eq!(md(&re, "tokenizer.ggml.pre"), "String(\"default\")");
-    let tok = gguf_tokenizer(&re);
-    let bad = conformance_failures(&tok);
-    assert!(bad.is_empty(), "{}", bad.join("\n"));
-    assert_eq!(
-        encode(&tok, CHAT_TEXT).unwrap(),
-        encode(&gguf_tokenizer(&orig), CHAT_TEXT).unwrap()
-    );
+    assert_tokenizes_like_the_original(&orig, &re);
 }
 
 #[test]
@@ -352,13 +358,7 @@ fn quantize_from_tokenizer_json_alone_tokenizes_like_llama_cpp() {
         md(&re, "tokenizer.ggml.scores"),
         md(&orig, "tokenizer.ggml.scores")
     );
-    let tok = gguf_tokenizer(&re);
-    let bad = conformance_failures(&tok);
-    assert!(bad.is_empty(), "{}", bad.join("\n"));
-    assert_eq!(
-        encode(&tok, CHAT_TEXT).unwrap(),
-        encode(&gguf_tokenizer(&orig), CHAT_TEXT).unwrap()
-    );
+    assert_tokenizes_like_the_original(&orig, &re);
 }
 
 #[test]

@@ -102,6 +102,31 @@ pub fn test_gguf_f32() -> PathBuf {
     .clone()
 }
 
+/// `run --tasks T --limit N --model M --data-dir <mirror> --output O` (request cache on).
+pub fn run_args(
+    tasks: &str,
+    limit: &str,
+    model: &std::path::Path,
+    out: &std::path::Path,
+) -> Vec<String> {
+    let hub = hub();
+    [
+        "run",
+        "--tasks",
+        tasks,
+        "--limit",
+        limit,
+        "--model",
+        model.to_str().unwrap(),
+        "--data-dir",
+        hub.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
