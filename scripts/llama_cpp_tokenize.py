@@ -4,7 +4,8 @@
 Usage: llama_cpp_tokenize.py GGUF INP
 INP is a `ggml-vocab-*.gguf.inp` file (cases separated by `\\n__ggml_vocab_test__\\n`); prints one
 line of ids per case, tokenized as llama.cpp's test-tokenizer-0 does (add_special=false,
-parse_special=false). Run with the python of scripts/build-llama-cpp.sh's venv.
+parse_special=false). Run with the python of scripts/build-llama-cpp.sh's venv, with
+LLAMA_CPP_LIB_PATH=<that dir>/lib where the script built a shared libllama.
 """
 import sys
 

@@ -517,7 +517,12 @@ fn llama_cpp_itself_tokenizes_the_reconverted_ggufs_like_its_conformance_file() 
         requantized_json_only(),
         requantized_metaspace(),
     ] {
-        let o = std::process::Command::new(dir.join("venv/bin/python"))
+        let mut cmd = std::process::Command::new(dir.join("venv/bin/python"));
+        if dir.join("lib/libllama.so").is_file() {
+            // The script's one libllama build, shared with llama-server (no bundled copy).
+            cmd.env("LLAMA_CPP_LIB_PATH", dir.join("lib"));
+        }
+        let o = cmd
             .arg(repo().join("scripts/llama_cpp_tokenize.py"))
             .args([&gguf, &inp])
             .output()
