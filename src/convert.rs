@@ -78,13 +78,8 @@ type WeightMap = HashMap<String, String>;
 fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let v = read_json(&index)?;
-        let map = v["weight_map"]
-            .as_object()
-            .ok_or_else(|| Error::file(&index, "no weight_map"))?;
-        let map: HashMap<String, String> = map
-            .iter()
-            .filter_map(|(k, f)| f.as_str().map(|f| (k.clone(), f.to_string())))
+        let map: HashMap<String, String> = crate::model::load::weight_map(&index)?
+            .into_iter()
             .collect();
         let mut files: Vec<String> = map.values().cloned().collect();
         files.sort();
@@ -879,14 +874,17 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
         ))
     })?;
     let names: HashSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
-    if let Some(index) = &index {
-        if let Some((n, f)) = index.iter().find(|(n, _)| !names.contains(*n)) {
-            return Err(Error::file(
-                dir.join(f),
-                format!("tensor `{n}` named in the index is not in this shard"),
-            ));
-        }
-    }
+    // The loader's checks: every tensor once, where the index says, with the shape and dtype
+    // the config implies, nothing unused.
+    let index_path = dir.join("model.safetensors.index.json");
+    crate::model::load::check_hf_weights(
+        &cfg,
+        &files,
+        index.as_ref().map(|_| index_path.as_path()),
+        HF_PREFIX,
+        &config,
+        None,
+    )?;
     let plan = plan_tensors(&cfg, &names)?;
     let has_output = plan.iter().any(|p| p.gguf == OUTPUT.gguf_name(None));
 

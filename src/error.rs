@@ -48,6 +48,18 @@ impl Error {
             msg: msg.to_string(),
         }
     }
+    /// `e` as an error about `path`: a model error's message gets the path in front, an error
+    /// that already names its file stays as it is.
+    pub fn in_file(path: impl Into<PathBuf>, e: Error) -> Self {
+        match e {
+            Error::Model(msg) => Error::File {
+                path: path.into(),
+                msg,
+            },
+            e @ Error::File { .. } => e,
+            e => Error::file(path, e),
+        }
+    }
     pub fn model(msg: impl std::fmt::Display) -> Self {
         Error::Model(msg.to_string())
     }

@@ -92,7 +92,11 @@ pub fn set_threads(n: Option<usize>) -> Result<()> {
 pub fn open_model(spec: &str, opts: &OpenOptions) -> Result<Box<dyn LanguageModel>> {
     let spin = spinner(&format!("loading {spec}"));
     let t = Instant::now();
-    let m = model::open(spec, opts).map_err(|e| Error::model(format!("cannot load `{spec}`: {e}")));
+    let m = model::open(spec, opts).map_err(|e| match e {
+        // Already names the file (the model's, or a file in its directory).
+        Error::File { .. } => Error::model(format!("cannot load {e}")),
+        e => Error::model(format!("cannot load `{spec}`: {e}")),
+    });
     spin.finish_and_clear();
     let m = m?;
     eprintln!(

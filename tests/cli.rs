@@ -50,7 +50,7 @@ fn truncated_gguf_is_a_one_line_error() {
             "--data-dir",
             hub().to_str().unwrap(),
         ],
-        "truncated GGUF",
+        "past the end of the file: truncated or corrupt",
     );
     std::fs::write(&p, &bytes[..100]).unwrap();
     assert_one_line_error(

@@ -144,7 +144,7 @@ fn unreadable_input_is_a_one_line_error() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("bad.gguf") && e.contains("not a readable GGUF file"),
+        e.contains("bad.gguf") && e.contains("not a valid GGUF file"),
         "{e}"
     );
     assert!(!e.contains('\n'));

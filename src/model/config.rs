@@ -587,6 +587,11 @@ impl LlamaConfig {
         })
     }
 
+    /// The hyper-parameters of a GGUF file, as llama.cpp's loader reads them: every key that
+    /// changes the numbers must be present with an integer (or float) value; the only defaults
+    /// are llama.cpp's own — `head_count_kv` = `head_count`, `key_length` = `embedding_length` /
+    /// `head_count`, `rope.freq_base` = 10000, `vocab_size` = the number of tokens. Values are
+    /// range-checked by [`super::validate`].
     pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
         let arch = md_str(ct, "general.architecture")?;
         if super::arch::from_gguf(&arch).is_none() {
@@ -595,42 +600,91 @@ impl LlamaConfig {
                 super::arch::names(|a| a.gguf)
             )));
         }
-        let u = |k: &str| md_usize(ct, &format!("{arch}.{k}"));
-        let heads = u("attention.head_count")?;
-        let hidden = u("embedding_length")?;
-        let vocab = match ct.metadata.get(&format!("{arch}.vocab_size")) {
-            Some(v) => v.to_u32().map(|x| x as usize).unwrap_or(0),
-            None => ct
-                .metadata
-                .get("tokenizer.ggml.tokens")
-                .and_then(|v| v.to_vec().ok())
-                .map(|v| v.len())
-                .unwrap_or(0),
+        let key = |k: &str| format!("{arch}.{k}");
+        let opt = |k: &str| md_uint(ct, &key(k));
+        let req = |k: &str| {
+            opt(k)?
+                .ok_or_else(|| Error::model(format!("GGUF metadata key `{}` is missing", key(k))))
         };
-        let head_dim = match ct.metadata.get(&format!("{arch}.attention.key_length")) {
-            Some(v) => v.to_u32().map_err(Error::from)? as usize,
-            None => hidden / heads,
+        if let Some(n) = opt("expert_count")?.filter(|&n| n > 0) {
+            return Err(Error::model(format!(
+                "GGUF `{}` = {n}: mixture-of-experts models are not supported",
+                key("expert_count")
+            )));
+        }
+        let heads = req("attention.head_count")?;
+        let hidden = req("embedding_length")?;
+        for (k, v) in [
+            ("attention.head_count", heads),
+            ("embedding_length", hidden),
+        ] {
+            if v == 0 {
+                return Err(Error::model(format!("GGUF `{}` = 0", key(k))));
+            }
+        }
+        let vocab = match opt("vocab_size")? {
+            Some(v) => v,
+            None => match ct.metadata.get("tokenizer.ggml.tokens") {
+                Some(gguf_file::Value::Array(a)) => a.len(),
+                Some(_) => {
+                    return Err(Error::model(
+                        "GGUF metadata key `tokenizer.ggml.tokens` is not an array",
+                    ))
+                }
+                None => {
+                    return Err(Error::model(format!(
+                        "GGUF has neither `{}` nor `tokenizer.ggml.tokens`: the vocabulary size is unknown",
+                        key("vocab_size")
+                    )))
+                }
+            },
         };
+        let kv_heads = opt("attention.head_count_kv")?.unwrap_or(heads);
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+            return Err(Error::model(format!(
+                "GGUF `{}` = {heads} is not a multiple of `{}` = {kv_heads}",
+                key("attention.head_count"),
+                key("attention.head_count_kv")
+            )));
+        }
+        let head_dim = opt("attention.key_length")?.unwrap_or(hidden / heads);
+        if head_dim == 0 {
+            return Err(Error::model(format!(
+                "GGUF head dimension 0 (`{}`, or `embedding_length` / `attention.head_count`)",
+                key("attention.key_length")
+            )));
+        }
+        if let Some(v) = opt("attention.value_length")?.filter(|&v| v != head_dim) {
+            return Err(Error::model(format!(
+                "GGUF `{}` = {v} differs from the key length {head_dim}; not supported",
+                key("attention.value_length")
+            )));
+        }
+        if let Some(r) = opt("rope.dimension_count")?.filter(|&r| r != head_dim) {
+            return Err(Error::model(format!(
+                "GGUF `{}` = {r}, but the head dimension is {head_dim}: partial rotary embeddings are not supported",
+                key("rope.dimension_count")
+            )));
+        }
+        let eps_key = key("attention.layer_norm_rms_epsilon");
         Ok(Self {
             architecture: arch.clone(),
             hidden_size: hidden,
-            intermediate_size: u("feed_forward_length")?,
-            num_hidden_layers: u("block_count")?,
+            intermediate_size: req("feed_forward_length")?,
+            num_hidden_layers: req("block_count")?,
             num_attention_heads: heads,
-            num_key_value_heads: u("attention.head_count_kv").unwrap_or(heads),
+            num_key_value_heads: kv_heads,
             head_dim,
-            rms_norm_eps: md_f64(ct, &format!("{arch}.attention.layer_norm_rms_epsilon"))?,
-            rope_theta: md_f64(ct, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0),
+            rms_norm_eps: md_float(ct, &eps_key)?
+                .ok_or_else(|| Error::model(format!("GGUF metadata key `{eps_key}` is missing")))?,
+            rope_theta: md_float(ct, &key("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_scaling: gguf_rope_scaling(ct, &arch)?,
-            max_position_embeddings: u("context_length").unwrap_or(2048),
+            max_position_embeddings: req("context_length")?,
             vocab_size: vocab,
             tie_word_embeddings: !ct.tensor_infos.contains_key(&OUTPUT.gguf_name(None)),
-            sliding_window: u("attention.sliding_window").ok(),
-            bos_token_id: md_usize(ct, "tokenizer.ggml.bos_token_id")
-                .ok()
-                .map(|x| x as u32),
-            eos_token_ids: md_usize(ct, "tokenizer.ggml.eos_token_id")
-                .ok()
+            sliding_window: opt("attention.sliding_window")?,
+            bos_token_id: md_uint(ct, "tokenizer.ggml.bos_token_id")?.map(|x| x as u32),
+            eos_token_ids: md_uint(ct, "tokenizer.ggml.eos_token_id")?
                 .map(|x| vec![x as u32])
                 .unwrap_or_default(),
             defaults: Map::new(),
@@ -809,24 +863,53 @@ pub(crate) fn md_str(ct: &gguf_file::Content, key: &str) -> Result<String> {
 }
 
 pub(crate) fn md_usize(ct: &gguf_file::Content, key: &str) -> Result<usize> {
-    let v = ct
-        .metadata
-        .get(key)
-        .ok_or_else(|| Error::model(format!("GGUF metadata key `{key}` is missing")))?;
-    v.to_u64()
-        .map(|x| x as usize)
-        .or_else(|_| v.to_u32().map(|x| x as usize))
-        .or_else(|_| v.to_i32().map(|x| x as usize))
-        .map_err(|_| Error::model(format!("GGUF metadata key `{key}` is not an integer")))
+    md_uint(ct, key)?.ok_or_else(|| Error::model(format!("GGUF metadata key `{key}` is missing")))
+}
+
+/// An integer metadata value (any integer type, not negative, within `u32` — llama.cpp stores
+/// these as `u32`), `None` when the key is missing; any other type is an error.
+pub(crate) fn md_uint(ct: &gguf_file::Content, key: &str) -> Result<Option<usize>> {
+    use gguf_file::Value as V;
+    let Some(v) = ct.metadata.get(key) else {
+        return Ok(None);
+    };
+    let n: Option<i128> = match v {
+        V::U8(x) => Some(*x as i128),
+        V::I8(x) => Some(*x as i128),
+        V::U16(x) => Some(*x as i128),
+        V::I16(x) => Some(*x as i128),
+        V::U32(x) => Some(*x as i128),
+        V::I32(x) => Some(*x as i128),
+        V::U64(x) => Some(*x as i128),
+        V::I64(x) => Some(*x as i128),
+        _ => None,
+    };
+    match n {
+        Some(n) if (0..=u32::MAX as i128).contains(&n) => Ok(Some(n as usize)),
+        Some(n) => Err(Error::model(format!(
+            "GGUF metadata key `{key}` = {n} is out of range"
+        ))),
+        None => Err(Error::model(format!(
+            "GGUF metadata key `{key}` is a {:?}, not an integer",
+            v.value_type()
+        ))),
+    }
 }
 
 pub(crate) fn md_f64(ct: &gguf_file::Content, key: &str) -> Result<f64> {
-    let v = ct
-        .metadata
-        .get(key)
-        .ok_or_else(|| Error::model(format!("GGUF metadata key `{key}` is missing")))?;
-    v.to_f32()
-        .map(|x| x as f64)
-        .or_else(|_| v.to_f64())
-        .map_err(|_| Error::model(format!("GGUF metadata key `{key}` is not a float")))
+    md_float(ct, key)?.ok_or_else(|| Error::model(format!("GGUF metadata key `{key}` is missing")))
+}
+
+/// A float metadata value (f32 or f64), `None` when the key is missing; any other type is an
+/// error.
+pub(crate) fn md_float(ct: &gguf_file::Content, key: &str) -> Result<Option<f64>> {
+    match ct.metadata.get(key) {
+        None => Ok(None),
+        Some(gguf_file::Value::F32(x)) => Ok(Some(*x as f64)),
+        Some(gguf_file::Value::F64(x)) => Ok(Some(*x)),
+        Some(v) => Err(Error::model(format!(
+            "GGUF metadata key `{key}` is a {:?}, not a float",
+            v.value_type()
+        ))),
+    }
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +60,8 @@ pub enum ModelFiles {
         tokenizer: Option<PathBuf>,
         tokenizer_config: Option<PathBuf>,
         weights: Vec<PathBuf>,
+        /// `model.safetensors.index.json` of sharded weights.
+        index: Option<PathBuf>,
     },
 }
 
@@ -134,6 +136,7 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
         tokenizer: opt("tokenizer.json"),
         tokenizer_config: opt("tokenizer_config.json"),
         weights,
+        index: Some(index).filter(|i| i.is_file()),
     })
 }
 
@@ -164,16 +167,45 @@ fn hub_ggufs(repo: &hf_hub::Repo, offline: bool) -> Vec<String> {
     names
 }
 
+/// `weight_map` of a sharded checkpoint's index: tensor name → file, each file a plain name in
+/// the model directory.
+pub(crate) fn weight_map(index: &Path) -> Result<BTreeMap<String, String>> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(index).map_err(|e| Error::file(index, e))?)
+            .map_err(|e| Error::file(index, e))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::file(index, "no `weight_map` object"))?;
+    let mut out = BTreeMap::new();
+    for (name, file) in map {
+        let Some(f) = file.as_str() else {
+            return Err(Error::file(
+                index,
+                format!("weight_map: `{name}` maps to {file}, not a file name"),
+            ));
+        };
+        let plain = Path::new(f).components().count() == 1
+            && matches!(
+                Path::new(f).components().next(),
+                Some(std::path::Component::Normal(_))
+            );
+        if !plain {
+            return Err(Error::file(
+                index,
+                format!("weight_map: `{name}` maps to {f:?}, not a file in the model directory"),
+            ));
+        }
+        out.insert(name.clone(), f.to_string());
+    }
+    if out.is_empty() {
+        return Err(Error::file(index, "weight_map is empty"));
+    }
+    Ok(out)
+}
+
 fn shard_files(index: &Path) -> Result<Vec<String>> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(index)?)
-        .map_err(|e| Error::file(index, e))?;
-    let map = v["weight_map"]
-        .as_object()
-        .ok_or_else(|| Error::file(index, "no weight_map"))?;
-    let files: BTreeSet<String> = map
-        .values()
-        .filter_map(|x| x.as_str().map(String::from))
-        .collect();
+    let files: BTreeSet<String> = weight_map(index)?.into_values().collect();
     Ok(files.into_iter().collect())
 }
 
@@ -244,18 +276,20 @@ fn resolve_hub(id: &str) -> Result<ModelFiles> {
             };
         }
     };
-    let weights = match get("model.safetensors.index.json") {
-        Ok(index) => shard_files(&index)?
+    let index = get("model.safetensors.index.json").ok();
+    let weights = match &index {
+        Some(index) => shard_files(index)?
             .iter()
             .map(|f| get(f))
             .collect::<Result<Vec<_>>>()?,
-        Err(_) => vec![get("model.safetensors")?],
+        None => vec![get("model.safetensors")?],
     };
     Ok(ModelFiles::Hf {
         config,
         tokenizer: get("tokenizer.json").ok(),
         tokenizer_config: get("tokenizer_config.json").ok(),
         weights,
+        index,
     })
 }
 
@@ -312,12 +346,14 @@ pub fn load(model: &str, opts: &LoadOptions) -> Result<Loaded> {
             tokenizer,
             tokenizer_config,
             weights,
+            index,
         } => load_hf(
             model,
             &config,
             tokenizer.as_deref(),
             tokenizer_config.as_deref(),
             &weights,
+            index.as_deref(),
             opts,
         ),
     }
@@ -343,7 +379,7 @@ fn gguf_tokenizer(
 ) -> Result<tokenizers::Tokenizer> {
     match &opts.tokenizer {
         Some(t) => tokenizer::from_file(t),
-        None => tokenizer::from_gguf(ct).map_err(|e| Error::file(path, e)),
+        None => tokenizer::from_gguf(ct).map_err(|e| Error::in_file(path, e)),
     }
 }
 
@@ -361,37 +397,23 @@ fn hf_tokenizer(
     }
 }
 
-/// Read a GGUF header and check that every tensor lies inside the file.
+/// Read a GGUF header, every size and offset checked ([`super::gguf`]).
 pub fn read_gguf(path: &Path) -> Result<(gguf_file::Content, std::fs::File)> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-    let len = f.metadata()?.len();
-    let ct = gguf_file::Content::read(&mut f)
-        .map_err(|e| Error::file(path, format!("not a valid GGUF file: {e}")))?;
-    for (name, info) in &ct.tensor_infos {
-        let n = info.shape.elem_count();
-        let bs = info.ggml_dtype.block_size();
-        let size = (n / bs * info.ggml_dtype.type_size()) as u64;
-        let end = ct.tensor_data_offset + info.offset + size;
-        if end > len {
-            return Err(Error::file(
-                path,
-                format!(
-                    "truncated GGUF: tensor `{name}` needs bytes up to {end}, the file has {len}"
-                ),
-            ));
-        }
-    }
-    Ok((ct, f))
+    super::gguf::read(path)
 }
 
 fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded> {
     let (ct, mut f) = read_gguf(path)?;
-    let mut cfg = LlamaConfig::from_gguf(&ct).map_err(|e| Error::file(path, e))?;
+    let mut cfg = LlamaConfig::from_gguf(&ct).map_err(|e| Error::in_file(path, e))?;
+    super::validate::gguf(&ct, &cfg).map_err(|e| Error::file(path, e))?;
     let config_description = cfg.describe();
     // llama.cpp's linear scaling becomes per-frequency divisors, which both compute paths apply.
-    let linear_divisors = cfg.rope_freq_divisors().map_err(|e| Error::file(path, e))?;
+    let linear_divisors = cfg
+        .rope_freq_divisors()
+        .map_err(|e| Error::in_file(path, e))?;
     cfg.rope_scaling = None;
     let tok = gguf_tokenizer(&ct, path, opts)?;
+    check_vocab(&tok, cfg.vocab_size).map_err(|e| Error::file(path, e))?;
     let mut dtypes = BTreeSet::new();
     let mut get = |name: &str| -> Result<QTensor> {
         ct.tensor(&mut f, name, &Device::Cpu)
@@ -491,18 +513,112 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
     })
 }
 
+/// Every token id the tokenizer can produce has an embedding row.
+fn check_vocab(tok: &tokenizers::Tokenizer, vocab: usize) -> std::result::Result<(), String> {
+    let n = tok.get_vocab_size(true);
+    if n > vocab {
+        return Err(format!(
+            "the tokenizer has {n} tokens but the model's vocabulary (embedding rows) is {vocab}"
+        ));
+    }
+    Ok(())
+}
+
+/// The weights hold exactly the tensors the config implies ([`super::validate::hf`]), no tensor
+/// is in two files, and the index (if any) says truly where each one is.
+pub(crate) fn check_hf_weights(
+    cfg: &LlamaConfig,
+    weights: &[PathBuf],
+    index: Option<&Path>,
+    prefix: &str,
+    config_json: &serde_json::Value,
+    awq: Option<&crate::awq::AwqConfig>,
+) -> Result<()> {
+    let mut files = Vec::with_capacity(weights.len());
+    for w in weights {
+        // SAFETY: read-only mapping of a file we do not modify.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(w) }
+            .map_err(|e| Error::file(w, format!("invalid safetensors file: {e}")))?;
+        files.push(st);
+    }
+    let mut found = BTreeMap::new();
+    let mut home: BTreeMap<String, &Path> = BTreeMap::new();
+    for (st, w) in files.iter().zip(weights) {
+        for (name, view) in st.tensors() {
+            let file = w.file_name().map(Path::new).unwrap_or(w);
+            if let Some(first) = home.insert(name.clone(), file) {
+                return Err(Error::file(
+                    w,
+                    format!("tensor `{name}` is also in {}", first.display()),
+                ));
+            }
+            found.insert(
+                name,
+                super::validate::Found {
+                    shape: view.shape().to_vec(),
+                    dtype: format!("{:?}", view.dtype()),
+                },
+            );
+        }
+    }
+    if let Some(index) = index {
+        for (name, file) in weight_map(index)? {
+            match home.get(&name) {
+                Some(f) if *f == Path::new(&file) => {}
+                Some(f) => {
+                    return Err(Error::file(
+                        index,
+                        format!(
+                            "`{name}` is in {}, not in {file} as the index says",
+                            f.display()
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(Error::file(
+                        index,
+                        format!("`{name}` is not in {file} as the index says"),
+                    ))
+                }
+            }
+        }
+        if home.len() > weight_map(index)?.len() {
+            let listed = weight_map(index)?;
+            if let Some(n) = home.keys().find(|n| !listed.contains_key(*n)) {
+                return Err(Error::file(
+                    index,
+                    format!("tensor `{n}` of {} is not in the index", home[n].display()),
+                ));
+            }
+        }
+    }
+    let dir = weights
+        .first()
+        .and_then(|w| w.parent())
+        .unwrap_or(Path::new("."));
+    super::validate::hf(
+        cfg,
+        &found,
+        prefix,
+        config_json.get("text_config").is_some(),
+        awq.map(|a| a.group_size),
+    )
+    .map_err(|e| Error::file(dir, e))
+}
+
 fn load_hf(
     model_ref: &str,
     config: &Path,
     tok_path: Option<&Path>,
     tok_config: Option<&Path>,
     weights: &[PathBuf],
+    index: Option<&Path>,
     opts: &LoadOptions,
 ) -> Result<Loaded> {
     let cfg = LlamaConfig::from_hf_json(
         &std::fs::read_to_string(config).map_err(|e| Error::file(config, e))?,
     )
-    .map_err(|e| Error::file(config, e))?;
+    .map_err(|e| Error::in_file(config, e))?;
     let tok = hf_tokenizer(config, tok_path, opts)?;
     for w in weights {
         if !w.is_file() {
@@ -526,10 +642,14 @@ fn load_hf(
             .map_err(|e| Error::file(config, e))?;
     let awq = match config_json.get("quantization_config") {
         None | Some(serde_json::Value::Null) => None,
-        Some(q) => Some(crate::awq::AwqConfig::from_json(q).map_err(|e| Error::file(config, e))?),
+        Some(q) => {
+            Some(crate::awq::AwqConfig::from_json(q).map_err(|e| Error::in_file(config, e))?)
+        }
     };
     let names: BTreeSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
     let prefix = text_prefix(&names)?;
+    check_hf_weights(&cfg, weights, index, &prefix, &config_json, awq.as_ref())?;
+    check_vocab(&tok, cfg.vocab_size).map_err(|e| Error::file(config, e))?;
     let get = |name: &str, dt: DType| -> Result<Tensor> {
         Ok(st
             .load(name, &Device::Cpu)
