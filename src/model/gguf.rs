@@ -21,6 +21,8 @@ const MAX_DIMS: u32 = 4;
 /// GGML_MAX_NAME (including the terminating NUL in llama.cpp).
 const MAX_NAME: u64 = 64;
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// llama.cpp's GGUF_MAX_STRING_LENGTH.
+const MAX_STRING: u64 = 1 << 30;
 
 /// The ggml type ids this reader knows (ggml.h `enum ggml_type`).
 pub fn dtype_from_id(id: u32) -> Option<GgmlDType> {
@@ -130,10 +132,18 @@ impl<R: Read> Header<R> {
 
     fn string(&mut self, what: &str) -> std::result::Result<String, String> {
         let n = self.count(&format!("the length of {what}"), 1)?;
-        let mut v = vec![0u8; n as usize];
-        self.r
-            .read_exact(&mut v)
+        if n > MAX_STRING {
+            return Err(format!("{what} is {n} bytes long (at most {MAX_STRING})"));
+        }
+        // Read, not pre-allocated: memory follows the bytes actually there.
+        let mut v = Vec::new();
+        (&mut self.r)
+            .take(n)
+            .read_to_end(&mut v)
             .map_err(|e| format!("reading {what} at byte {}: {e}", self.pos))?;
+        if v.len() as u64 != n {
+            return Err(format!("the file ends inside {what} at byte {}", self.pos));
+        }
         self.pos += n;
         // As candle's and llama.cpp's readers: trailing NULs dropped, invalid UTF-8 replaced.
         while v.last() == Some(&0) {
@@ -171,7 +181,8 @@ impl<R: Read> Header<R> {
                     t => return Err(format!("`{key}`: unknown array element type {t}")),
                 };
                 let n = self.count(&format!("the length of array `{key}`"), min)?;
-                let mut v = Vec::with_capacity(n as usize);
+                // Grown as elements arrive: a count is bounded by the file's bytes, not by memory.
+                let mut v = Vec::with_capacity(n.min(1 << 16) as usize);
                 for _ in 0..n {
                     v.push(self.value(ety, key, true)?);
                 }
@@ -220,7 +231,8 @@ fn parse<R: Read>(r: &mut Header<R>) -> std::result::Result<Content, String> {
             ))
         }
     };
-    let mut infos: Vec<(String, TensorInfo, u64)> = Vec::with_capacity(n_tensors as usize);
+    let mut infos: Vec<(String, TensorInfo, u64)> =
+        Vec::with_capacity(n_tensors.min(1 << 16) as usize);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..n_tensors {
         let name = r.string("a tensor name")?;
