@@ -453,6 +453,32 @@ fn score_echo(e: &EchoLogprobs, p: &Prompt) -> std::result::Result<Loglik, Strin
     })
 }
 
+/// Score a completions reply (the JSON text a server sent for `prompts`, each its token ids and
+/// first continuation position) as the backend does: choices in prompt order, each one's echoed
+/// log-probabilities summed over the continuation. Every malformed reply is an error; the fuzz
+/// target `server_response` drives this.
+pub fn score_reply(
+    reply: &str,
+    prompts: &[(Vec<u32>, usize)],
+) -> std::result::Result<Vec<Loglik>, String> {
+    let v: Value = serde_json::from_str(reply).map_err(|e| format!("not JSON: {e}"))?;
+    let cs = choices(&v, prompts.len())?;
+    cs.iter()
+        .zip(prompts)
+        .map(|(c, (ids, start))| {
+            if *start > ids.len() {
+                return Err(format!("continuation start {start} past {} tokens", ids.len()));
+            }
+            let p = Prompt {
+                ids: ids.clone(),
+                start: *start,
+                text: None,
+            };
+            score_echo(&parse_echo(c)?, &p)
+        })
+        .collect()
+}
+
 impl ServerLm {
     /// Connect to every server of `opts` serving `model` (the served name), with the tokenizer
     /// at `tokenizer_path`, and probe each one.
