@@ -169,6 +169,7 @@ impl ChatTemplate {
     ) -> Result<String> {
         let text = self.template_text(tools.is_some());
         let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(crate::limits::CHAT_TEMPLATE_FUEL));
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -197,7 +198,9 @@ impl ChatTemplate {
         );
         env.add_template("chat", text)
             .map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))?;
-        let tmpl = env.get_template("chat").expect("just added");
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))?;
         let ctx = minijinja::context! {
             messages => messages,
             tools => tools,
@@ -205,7 +208,7 @@ impl ChatTemplate {
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         };
-        tmpl.render(ctx)
+        crate::limits::render_bounded(&tmpl, ctx)
             .map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))
     }
 }

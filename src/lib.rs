@@ -23,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod fc;
 pub mod ifeval;
+pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod model;

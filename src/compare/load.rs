@@ -98,9 +98,8 @@ pub fn load_run(dir: &Path) -> Result<RunDir> {
         .ok_or_else(|| Error::file(&results_file, "no \"results\" object"))?;
     let fname = results_file
         .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let timestamp = fname
         .trim_start_matches("results_")
         .trim_end_matches(".json")
@@ -110,6 +109,14 @@ pub fn load_run(dir: &Path) -> Result<RunDir> {
     for (task, obj) in results {
         let Some(obj) = obj.as_object() else { continue };
         let metrics = parse_metrics(obj);
+        if let Some((k, _)) = metrics.iter().find(|(_, m)| m.value.is_nan()) {
+            return Err(Error::file(
+                &results_file,
+                format!(
+                    "task {task}: metric `{k}` is NaN; a run with NaN results cannot be compared"
+                ),
+            ));
+        }
         if metrics.is_empty() {
             continue;
         }
@@ -259,8 +266,8 @@ pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
             if NOT_METRICS.contains(&k.as_str()) {
                 continue;
             }
-            if matches!(v, Value::Number(_) | Value::Bool(_)) {
-                metrics.insert(name(k), number(v).unwrap());
+            if let (Value::Number(_) | Value::Bool(_), Some(x)) = (v, number(v)) {
+                metrics.insert(name(k), x);
             }
         }
         // lm-eval also nests per-doc metrics under "metrics" in some versions: accept both.
@@ -272,6 +279,15 @@ pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
             }
         }
         metrics.remove("metrics");
+        if let Some((k, _)) = metrics.iter().find(|(_, x)| x.is_nan()) {
+            return Err(Error::file(
+                path,
+                format!(
+                    "{}: `{k}` is NaN; a run with NaN samples cannot be compared",
+                    at()
+                ),
+            ));
+        }
         let resps = obj.get("filtered_resps").or_else(|| obj.get("resps"));
         let logliks = match resps.and_then(Value::as_array) {
             Some(list) => {
@@ -280,6 +296,15 @@ pub fn read_samples(path: &Path) -> Result<Vec<Sample>> {
             }
             None => Vec::new(),
         };
+        if let Some(r) = logliks.iter().position(|x| x.is_nan()) {
+            return Err(Error::file(
+                path,
+                format!(
+                    "{}: the log-likelihood of request {r} is NaN; a run with NaN samples cannot be compared",
+                    at()
+                ),
+            ));
+        }
         let sample = Sample {
             doc_id,
             doc_hash,

@@ -541,7 +541,7 @@ pub fn run_compare(args: &CompareArgs) -> anyhow::Result<i32> {
     match run_compare_inner(args) {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("hermes-eval: error: {e:#}");
             Ok(2)
         }
     }

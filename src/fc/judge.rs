@@ -321,3 +321,27 @@ pub fn json_exact_match(model: &PyValue, expected: &PyValue) -> Result<(), Failu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod hostile_schema_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A `$ref` cycle or self-reference in a dataset's schema is a failure of that sample
+    /// (invalid schema or a violation), never a hang or a stack overflow (issue 13).
+    #[test]
+    fn ref_cycles_fail_the_sample() {
+        let inst = PyValue::from_json(&json!({"a": {"a": {"a": 1}}}));
+        for schema in [
+            json!({"$ref": "#"}),
+            json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            json!({"definitions": {"a": {"allOf": [{"$ref": "#/definitions/a"}]}}, "$ref": "#/definitions/a"}),
+            json!({"properties": {"a": {"$ref": "#"}}, "type": "object"}),
+        ] {
+            let t = std::time::Instant::now();
+            let r = validate_json_schema(&inst, &schema);
+            assert!(t.elapsed() < std::time::Duration::from_secs(5), "{schema}");
+            let _ = r;
+        }
+    }
+}

@@ -21,13 +21,26 @@ pub struct Element {
 }
 
 impl Element {
-    /// Pre-order iteration over `self` and all descendants (`Element.iter()`).
+    /// Pre-order iteration over `self` and all descendants (`Element.iter()`). Iterative: a
+    /// completion of 300,000 nested tags must not overflow the stack.
     pub fn iter(&self) -> Vec<&Element> {
-        let mut out = vec![self];
-        for c in &self.children {
-            out.extend(c.iter());
+        let mut out = Vec::new();
+        let mut todo = vec![self];
+        while let Some(e) = todo.pop() {
+            out.push(e);
+            todo.extend(e.children.iter().rev());
         }
         out
+    }
+}
+
+impl Drop for Element {
+    /// Iterative, for the same reason: the default drop recurses once per nesting level.
+    fn drop(&mut self) {
+        let mut todo = std::mem::take(&mut self.children);
+        while let Some(mut e) = todo.pop() {
+            todo.append(&mut e.children);
+        }
     }
 }
 
@@ -343,5 +356,24 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// 300,000 nested elements: parsed, iterated and dropped without recursion (issue 13).
+    #[test]
+    fn deep_nesting_does_not_overflow_the_stack() {
+        let n = 300_000;
+        let doc = format!(
+            "<root>{}<tool_call>{{}}</tool_call>{}</root>",
+            "<a>".repeat(n),
+            "</a>".repeat(n)
+        );
+        let r = parse(&doc).unwrap();
+        let all = r.iter();
+        assert_eq!(all.len(), n + 2);
+        assert_eq!(all[n + 1].tag, "tool_call");
+        drop(all);
+        drop(r);
+        let unclosed = format!("<root>{}</root>", "<a>".repeat(n));
+        assert!(parse(&unclosed).is_err());
     }
 }

@@ -164,6 +164,7 @@ pub struct Task {
 
 fn env_for(def: &TaskDef) -> std::result::Result<Environment<'static>, String> {
     let mut env = Environment::new();
+    env.set_fuel(Some(crate::limits::TASK_TEMPLATE_FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     // `index_of(list, value)`: Python `list.index(value)` (errors when absent).
@@ -430,7 +431,7 @@ impl Task {
         let render = |name: &str, ctx: &minijinja::Value| -> std::result::Result<String, String> {
             self.env
                 .get_template(name)
-                .and_then(|t| t.render(ctx))
+                .and_then(|t| crate::limits::render_bounded(&t, ctx.clone()))
                 .map_err(|e| format!("{name} template: {e}"))
         };
         let eval = |what: &str, expr: &str| -> std::result::Result<Value, String> {
@@ -438,6 +439,7 @@ impl Task {
                 .env
                 .compile_expression(expr)
                 .and_then(|e| e.eval(&ctx_value))
+                .map_err(crate::limits::out_of_fuel)
                 .map_err(|e| format!("{what} expression: {e}"))?;
             serde_json::to_value(&v).map_err(|e| format!("{what} expression: {e}"))
         };
