@@ -196,7 +196,7 @@ impl ChatTemplate {
                 ))
             },
         );
-        env.add_template("chat", text)
+        crate::limits::no_panic(|| env.add_template("chat", text))
             .map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))?;
         let tmpl = env
             .get_template("chat")

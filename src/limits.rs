@@ -76,3 +76,27 @@ pub fn out_of_fuel(e: minijinja::Error) -> minijinja::Error {
         e
     }
 }
+
+thread_local! {
+    static PARSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside [`no_panic`] (the top-level panic hook stays quiet then).
+pub fn parsing_template() -> bool {
+    PARSING.with(|p| p.get())
+}
+
+/// Compile a template or expression, turning a panic inside minijinja's parser into an error
+/// (the fuzzer found one: minijinja 2.24's lexer panics with "empty lexer stack" on a stray
+/// `}}}`), so a malformed task file or chat template is a one-line error, never a crash.
+pub fn no_panic<T>(f: impl FnOnce() -> Result<T, minijinja::Error>) -> Result<T, minijinja::Error> {
+    PARSING.with(|p| p.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    PARSING.with(|p| p.set(false));
+    r.unwrap_or_else(|_| {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::SyntaxError,
+            "the template parser failed on this text (unbalanced braces?)",
+        ))
+    })
+}

@@ -5,6 +5,10 @@ use std::panic;
 
 fn main() {
     panic::set_hook(Box::new(|info| {
+        if hermes_eval::limits::parsing_template() {
+            // Caught and turned into an error by `limits::no_panic`.
+            return;
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

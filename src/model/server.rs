@@ -467,7 +467,10 @@ pub fn score_reply(
         .zip(prompts)
         .map(|(c, (ids, start))| {
             if *start > ids.len() {
-                return Err(format!("continuation start {start} past {} tokens", ids.len()));
+                return Err(format!(
+                    "continuation start {start} past {} tokens",
+                    ids.len()
+                ));
             }
             let p = Prompt {
                 ids: ids.clone(),

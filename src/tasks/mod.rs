@@ -183,12 +183,12 @@ fn env_for(def: &TaskDef) -> std::result::Result<Environment<'static>, String> {
             ))
         },
     );
-    env.add_template_owned("context", def.context.clone())
+    crate::limits::no_panic(|| env.add_template_owned("context", def.context.clone()))
         .map_err(|e| format!("context template: {e}"))?;
-    env.add_template_owned("continuation", def.continuation.clone())
+    crate::limits::no_panic(|| env.add_template_owned("continuation", def.continuation.clone()))
         .map_err(|e| format!("continuation template: {e}"))?;
     if let Some(g) = &def.generation {
-        env.add_template_owned("generation", g.context.clone())
+        crate::limits::no_panic(|| env.add_template_owned("generation", g.context.clone()))
             .map_err(|e| format!("generation template: {e}"))?;
     }
     for (what, e) in [
@@ -197,7 +197,7 @@ fn env_for(def: &TaskDef) -> std::result::Result<Environment<'static>, String> {
         ("target", def.target.as_ref()),
     ] {
         if let Some(e) = e {
-            env.compile_expression(e)
+            crate::limits::no_panic(|| env.compile_expression(e).map(|_| ()))
                 .map_err(|err| format!("{what} expression: {err}"))?;
         }
     }
@@ -435,9 +435,7 @@ impl Task {
                 .map_err(|e| format!("{name} template: {e}"))
         };
         let eval = |what: &str, expr: &str| -> std::result::Result<Value, String> {
-            let v = self
-                .env
-                .compile_expression(expr)
+            let v = crate::limits::no_panic(|| self.env.compile_expression(expr))
                 .and_then(|e| e.eval(&ctx_value))
                 .map_err(crate::limits::out_of_fuel)
                 .map_err(|e| format!("{what} expression: {e}"))?;
