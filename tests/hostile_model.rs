@@ -5,7 +5,7 @@
 //! lists the cases of each.
 mod common;
 
-use common::{hermes, hub, repo, test_f32_dir, test_gguf};
+use common::{hermes, repo, test_f32_dir, test_gguf};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -46,19 +46,12 @@ fn refused(class: &str) {
         let expect = c["expect"].as_str().unwrap();
         let out = dir.join(format!("out-{name}"));
         let start = Instant::now();
-        let (code, stdout, stderr) = hermes(&[
-            "run",
-            "--tasks",
+        let (code, stdout, stderr) = hermes(&common::run_args(
             "arc_easy",
-            "--limit",
             "1",
-            "--model",
-            model,
-            "--data-dir",
-            hub().to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ]);
+            std::path::Path::new(model),
+            &out,
+        ));
         let took = start.elapsed();
         assert!(
             code != 0 && code != 101,
