@@ -43,7 +43,7 @@ use gguf_file::Value;
 use rayon::prelude::*;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Text both tokenizers must encode identically: contractions, digit runs, whitespace runs,
@@ -68,38 +68,6 @@ fn read_json(path: &Path) -> Result<Json> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))
-}
-
-/// `model.safetensors.index.json`'s tensor name → shard file.
-type WeightMap = HashMap<String, String>;
-
-/// The weight files of a model directory: the shards named by `model.safetensors.index.json`
-/// (every shard must exist), or `model.safetensors`.
-fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let map: HashMap<String, String> = crate::model::load::weight_map(&index)?
-            .into_iter()
-            .collect();
-        let mut files: Vec<String> = map.values().cloned().collect();
-        files.sort();
-        files.dedup();
-        let files: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
-        for f in &files {
-            if !f.is_file() {
-                return Err(Error::file(f, "shard named in the index is missing"));
-            }
-        }
-        return Ok((files, Some(map)));
-    }
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok((vec![single], None));
-    }
-    Err(Error::file(
-        dir,
-        "no model.safetensors or model.safetensors.index.json",
-    ))
 }
 
 /// A GGUF tensor to write and where it comes from.
@@ -860,7 +828,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
     ));
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
 
-    let (files, index) = weight_files(dir)?;
+    let (files, index) = crate::model::load::dir_weights(dir)?;
     // SAFETY: the files are memory-mapped read-only and not modified while mapped.
     let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
         Error::model(format!(
@@ -876,15 +844,7 @@ pub fn convert_hf(dir: &Path, output: &Path, to: GgmlDType) -> Result<QuantizeRe
     let names: HashSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
     // The loader's checks: every tensor once, where the index says, with the shape and dtype
     // the config implies, nothing unused.
-    let index_path = dir.join("model.safetensors.index.json");
-    crate::model::load::check_hf_weights(
-        &cfg,
-        &files,
-        index.as_ref().map(|_| index_path.as_path()),
-        HF_PREFIX,
-        &config,
-        None,
-    )?;
+    crate::model::load::check_hf_weights(&cfg, &files, index.as_deref(), HF_PREFIX, &config, None)?;
     let plan = plan_tensors(&cfg, &names)?;
     let has_output = plan.iter().any(|p| p.gguf == OUTPUT.gguf_name(None));
 

@@ -116,27 +116,14 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
             )),
         };
     }
-    let index = dir.join("model.safetensors.index.json");
-    let weights = if index.is_file() {
-        shard_files(&index)?
-            .into_iter()
-            .map(|f| dir.join(f))
-            .collect()
-    } else if dir.join("model.safetensors").is_file() {
-        vec![dir.join("model.safetensors")]
-    } else {
-        return Err(Error::file(
-            dir,
-            "no model.safetensors or model.safetensors.index.json",
-        ));
-    };
+    let (weights, index) = dir_weights(dir)?;
     let opt = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
     Ok(ModelFiles::Hf {
         config,
         tokenizer: opt("tokenizer.json"),
         tokenizer_config: opt("tokenizer_config.json"),
         weights,
-        index: Some(index).filter(|i| i.is_file()),
+        index,
     })
 }
 
@@ -202,6 +189,30 @@ pub(crate) fn weight_map(index: &Path) -> Result<BTreeMap<String, String>> {
         return Err(Error::file(index, "weight_map is empty"));
     }
     Ok(out)
+}
+
+/// The weight files of a model directory and its index: the shards named by
+/// `model.safetensors.index.json` (every one must exist), or `model.safetensors`.
+pub(crate) fn dir_weights(dir: &Path) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let files: Vec<PathBuf> = shard_files(&index)?
+            .into_iter()
+            .map(|f| dir.join(f))
+            .collect();
+        if let Some(f) = files.iter().find(|f| !f.is_file()) {
+            return Err(Error::file(f, "shard named in the index is missing"));
+        }
+        return Ok((files, Some(index)));
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok((vec![single], None));
+    }
+    Err(Error::file(
+        dir,
+        "no model.safetensors or model.safetensors.index.json",
+    ))
 }
 
 fn shard_files(index: &Path) -> Result<Vec<String>> {
@@ -562,9 +573,10 @@ pub(crate) fn check_hf_weights(
         }
     }
     if let Some(index) = index {
-        for (name, file) in weight_map(index)? {
-            match home.get(&name) {
-                Some(f) if *f == Path::new(&file) => {}
+        let listed = weight_map(index)?;
+        for (name, file) in &listed {
+            match home.get(name) {
+                Some(f) if *f == Path::new(file) => {}
                 Some(f) => {
                     return Err(Error::file(
                         index,
@@ -582,14 +594,11 @@ pub(crate) fn check_hf_weights(
                 }
             }
         }
-        if home.len() > weight_map(index)?.len() {
-            let listed = weight_map(index)?;
-            if let Some(n) = home.keys().find(|n| !listed.contains_key(*n)) {
-                return Err(Error::file(
-                    index,
-                    format!("tensor `{n}` of {} is not in the index", home[n].display()),
-                ));
-            }
+        if let Some((n, f)) = home.iter().find(|(n, _)| !listed.contains_key(*n)) {
+            return Err(Error::file(
+                index,
+                format!("tensor `{n}` of {} is not in the index", f.display()),
+            ));
         }
     }
     let dir = weights
