@@ -249,19 +249,24 @@ pub fn match_tensors(
     Ok(())
 }
 
+/// The layer count bounded by the tensors there are (9 a layer) before anything is enumerated, so
+/// a count of 10^9 is refused at once.
+fn layers_fit(c: &LlamaConfig, key: &str, tensors: usize) -> Result<(), String> {
+    if c.num_hidden_layers > tensors / LAYER_TENSORS.len() {
+        return Err(format!(
+            "{key} = {} needs {} layer tensors; the weights have {tensors} tensors in all",
+            c.num_hidden_layers,
+            c.num_hidden_layers.saturating_mul(LAYER_TENSORS.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// A GGUF model: hyper-parameters, then every tensor.
 pub fn gguf(ct: &Content, c: &LlamaConfig) -> Result<(), String> {
     let arch = c.architecture.as_str();
     hparams(c, &GGUF_NAMES).map_err(|e| format!("{arch}: {e}"))?;
-    // Bounded before anything is enumerated: 9 tensors a block.
-    if c.num_hidden_layers > ct.tensor_infos.len() / LAYER_TENSORS.len() {
-        return Err(format!(
-            "`{arch}.block_count` = {} needs {} layer tensors; the file has {} tensors in all",
-            c.num_hidden_layers,
-            c.num_hidden_layers.saturating_mul(LAYER_TENSORS.len()),
-            ct.tensor_infos.len()
-        ));
-    }
+    layers_fit(c, &format!("`{arch}.block_count`"), ct.tensor_infos.len())?;
     let mut specs = llama_tensors(c, &|t, l| t.gguf_name(l));
     specs.push(Spec {
         name: ROPE_FREQS.into(),
@@ -307,14 +312,7 @@ pub fn hf(
     awq: Option<usize>,
 ) -> Result<(), String> {
     hparams(c, &HF_NAMES).map_err(|e| format!("config.json: {e}"))?;
-    if c.num_hidden_layers > found.len() / LAYER_TENSORS.len() {
-        return Err(format!(
-            "config.json: `num_hidden_layers` = {} needs {} layer tensors; the weights have {} tensors in all",
-            c.num_hidden_layers,
-            c.num_hidden_layers.saturating_mul(LAYER_TENSORS.len()),
-            found.len()
-        ));
-    }
+    layers_fit(c, "config.json: `num_hidden_layers`", found.len())?;
     let mut specs = Vec::new();
     for s in llama_tensors(c, &|t, l| t.hf_name(prefix, l)) {
         let stem = s
