@@ -249,6 +249,31 @@ fn json_mode_corruptions() {
     );
 }
 
+/// A schema-only row whose schema is not JSON: the prompt shows the row's text as it is (not
+/// Python `None`), and the sample fails as `json.loads` fails in the reference, whatever the
+/// model answers.
+#[test]
+fn a_schema_that_is_not_json_is_shown_as_is_and_fails_its_sample() {
+    let text = r#"{"type": "object", "properties": {"a": "#;
+    let rows = vec![serde_json::json!({"json_schema": text, "source_path": "bad.json"})];
+    let s = data::schema_compliance_samples(&rows, "Github_easy").unwrap();
+    let system = &s[0].messages[0].content;
+    assert!(
+        system.contains(&format!("<schema>\n{text}\n</schema>")),
+        "{system}"
+    );
+    let r = score_json(&s[0], HEAD, r#"{"a": 1}"#, None);
+    assert!(!r.passed);
+    assert_eq!(r.reason, Some(R::InvalidSchema));
+    let rows = vec![serde_json::json!({"idx": 7, "schema": text, "completion": "{\"a\": 1}"})];
+    let m = data::json_samples_from_maskbench(&rows).unwrap();
+    assert!(m[0].messages[0].content.contains(text));
+    assert_eq!(
+        score_json(&m[0], HEAD, r#"{"a": 1}"#, None).reason,
+        Some(R::InvalidSchema)
+    );
+}
+
 #[test]
 fn extraction_cases() {
     assert_eq!(

@@ -1,6 +1,9 @@
 //! Dataset readers for function calling and JSON mode, from local files laid out like the hub
 //! mirror (`<data_dir>/datasets/<org>/<name>/…`, see shared/hub/MANIFEST.md).
-use super::prompt::{fc_system_prompt, json_system_prompt, SchemaOrder, GENERIC_JSON_USER_TURN};
+use super::prompt::{
+    fc_system_prompt, json_system_prompt, json_system_prompt_raw, SchemaOrder,
+    GENERIC_JSON_USER_TURN,
+};
 use crate::chat::Message;
 use crate::error::{Error, Result};
 use crate::py::value::{json_dumps, json_loads, PyValue};
@@ -307,9 +310,16 @@ pub fn json_samples_from_nous_rows(rows: &[serde_json::Value]) -> Result<Vec<Jso
         .collect()
 }
 
-fn schema_prompt(schema: &serde_json::Value) -> Vec<Message> {
+/// The substitute prompt of a schema-only row. A schema that is not JSON cannot be shown as a
+/// Python dict, so the model sees the row's text as it is; the judge then fails the sample
+/// (`InvalidSchema`, as `json.loads` would raise in the reference) whatever the model answers.
+fn schema_prompt(schema_text: &str) -> Vec<Message> {
+    let system = match serde_json::from_str::<serde_json::Value>(schema_text) {
+        Ok(v) => json_system_prompt(&v),
+        Err(_) => json_system_prompt_raw(schema_text),
+    };
     vec![
-        Message::new("system", json_system_prompt(schema)),
+        Message::new("system", system),
         Message::new("user", GENERIC_JSON_USER_TURN),
     ]
 }
@@ -319,13 +329,7 @@ pub fn json_samples_from_maskbench(rows: &[serde_json::Value]) -> Result<Vec<Jso
     rows.iter()
         .enumerate()
         .map(|(i, row)| {
-            let schema = field(row, "schema", MASKBENCH, i)?;
-            let schema_v: serde_json::Value = match schema {
-                serde_json::Value::String(s) => {
-                    serde_json::from_str(s).unwrap_or(serde_json::Value::Null)
-                }
-                o => o.clone(),
-            };
+            let schema = str_field(row, "schema", MASKBENCH, i)?;
             let completion = field(row, "completion", MASKBENCH, i)?;
             let expected = match completion {
                 serde_json::Value::String(s) => {
@@ -339,8 +343,8 @@ pub fn json_samples_from_maskbench(rows: &[serde_json::Value]) -> Result<Vec<Jso
                 .unwrap_or_else(|| i.to_string());
             Ok(JsonSample {
                 id,
-                messages: schema_prompt(&schema_v),
-                schema: str_field(row, "schema", MASKBENCH, i)?,
+                messages: schema_prompt(&schema),
+                schema,
                 expected: Some(expected),
             })
         })
@@ -356,8 +360,6 @@ pub fn schema_compliance_samples(
         .enumerate()
         .map(|(i, row)| {
             let text = str_field(row, "json_schema", subset, i)?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
             let id = row
                 .get("source_path")
                 .and_then(|x| x.as_str())
@@ -365,7 +367,7 @@ pub fn schema_compliance_samples(
                 .unwrap_or_else(|| i.to_string());
             Ok(JsonSample {
                 id,
-                messages: schema_prompt(&v),
+                messages: schema_prompt(&text),
                 schema: text,
                 expected: None,
             })

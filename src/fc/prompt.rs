@@ -34,9 +34,13 @@ For each function call return a json object with function name and arguments wit
 
 /// §8 system prompt form of NousResearch/json-mode-eval rows (schema as Python dict repr).
 pub fn json_system_prompt(schema: &serde_json::Value) -> String {
+    json_system_prompt_raw(&py_repr(&PyValue::from_json(schema)))
+}
+
+/// The same system prompt around schema text that is shown as it is.
+pub fn json_system_prompt_raw(schema_text: &str) -> String {
     format!(
-        "You are a helpful assistant that answers in JSON. Here's the json schema you must adhere to:\n<schema>\n{}\n</schema>\n",
-        py_repr(&PyValue::from_json(schema))
+        "You are a helpful assistant that answers in JSON. Here's the json schema you must adhere to:\n<schema>\n{schema_text}\n</schema>\n"
     )
 }
 
