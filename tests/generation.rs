@@ -145,3 +145,53 @@ fn sampling_is_reproducible_from_the_seed() {
         "temperature 1 samples, it does not decode greedily"
     );
 }
+
+/// The context window bounds a generation whatever `max_gen_toks` says: the test GGUF with
+/// `llama.context_length` rewritten to 24 generates 24 − prompt tokens (no stop tokens, so only
+/// the bound ends it) when asked for 1,000.
+#[test]
+fn generation_stops_at_the_context_window() {
+    use candle_core::quantized::gguf_file;
+    let src = test_gguf();
+    let mut f = std::fs::File::open(&src).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let dev = candle_core::Device::Cpu;
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|n| (n.clone(), content.tensor(&mut f, n, &dev).unwrap()))
+        .collect();
+    let mut md = content.metadata.clone();
+    md.insert("llama.context_length".into(), gguf_file::Value::U32(24));
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("ctx24.gguf");
+    let mdv: Vec<(&str, &gguf_file::Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tv: Vec<(&str, &candle_core::quantized::QTensor)> =
+        tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    gguf_file::write(&mut std::fs::File::create(&small).unwrap(), &mdv, &tv).unwrap();
+    let mut m = CandleLm::load(small.to_str().unwrap(), &LoadOptions::default()).unwrap();
+    assert_eq!(m.max_length(), 24);
+    let p = encode(&m, "1, 2, 3,");
+    let opts = GenOptions {
+        max_new_tokens: 1000,
+        ..Default::default()
+    };
+    // The prompt is cut to one token (24 − 1000 leaves no room), then fills the window.
+    let g = m
+        .generate(&gp(std::slice::from_ref(&p)), &opts)
+        .unwrap()
+        .remove(0);
+    assert_eq!(g.len(), 23);
+    // A real task: the prompt is cut to leave max_gen_toks of room (24 − 20 = 4 tokens) and
+    // all 20 tokens fit.
+    assert!(p.len() > 4);
+    let opts = GenOptions {
+        max_new_tokens: 20,
+        ..opts
+    };
+    let g = m
+        .generate(&gp(std::slice::from_ref(&p)), &opts)
+        .unwrap()
+        .remove(0);
+    assert_eq!(g.len(), 20);
+}

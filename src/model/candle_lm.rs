@@ -341,12 +341,22 @@ impl LanguageModel for CandleLm {
             for &i in chunk {
                 let p = prompts[i];
                 let p = &p[p.len().saturating_sub(keep)..];
+                let (&last, head) = p
+                    .split_last()
+                    .ok_or_else(|| Error::model("generation needs a non-empty prompt"))?;
+                // The context window bounds every generation, whatever max_gen_toks says: a
+                // row stops when prompt + output fill it (never reached by a real task, whose
+                // prompt is cut to leave max_gen_toks of room).
+                let limit = opts
+                    .max_new_tokens
+                    .min(self.max_length.saturating_sub(p.len()).max(1));
                 rows.push(GenRow {
                     index: i,
-                    cache: self.prefill(&p[..p.len() - 1], None)?,
-                    last: *p.last().unwrap(),
+                    cache: self.prefill(head, None)?,
+                    last,
                     rng: sampler_rng(opts.seed, p),
                     done: opts.max_new_tokens == 0,
+                    limit,
                 });
             }
             loop {
@@ -372,7 +382,7 @@ impl LanguageModel for CandleLm {
                     }
                     out.push(next);
                     row.last = next;
-                    row.done = out.len() >= opts.max_new_tokens;
+                    row.done = out.len() >= row.limit;
                     if !row.done && !opts.stop_strings.is_empty() {
                         let text = super::tokenizer::decode(&self.tokenizer, out, false)?;
                         row.done = opts.stop_strings.iter().any(|s| text.contains(s.as_str()));
@@ -391,6 +401,8 @@ struct GenRow {
     last: u32,
     rng: rand_chacha::ChaCha8Rng,
     done: bool,
+    /// Tokens it may generate: max_gen_toks, within the context window.
+    limit: usize,
 }
 
 /// A generator seeded by the run's seed and the prompt itself (independent of batching).
