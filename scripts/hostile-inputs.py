@@ -39,6 +39,12 @@ def write(path, text):
         f.write(text)
 
 
+# 40 instructions that ask for 10 TiB: each pass doubles a string (fuel cannot see it; the
+# memory bound of a render stops it).
+DOUBLING = ('{% set ns = namespace(x="xxxxxxxxxx") %}{% for i in range(40) %}'
+            '{% set ns.x = ns.x ~ ns.x %}{% endfor %}')
+
+
 def task_dir(out, name, context):
     d = os.path.join(out, "tasks-" + name)
     write(os.path.join(d, "arc_easy.toml"), ARC.format(context=context))
@@ -70,6 +76,7 @@ def main():
          "recursion limit"),
         ("huge_output", '{% for i in range(1000) %}{{ "x" * 100000 }}{% endfor %}',
          "output exceeds 16 MiB"),
+        ("doubling_string", DOUBLING + "Question: {{ question }}", "a render held more than 256 MiB"),
     ]:
         d = task_dir(out, name, json.dumps(ctx))
         case("task_template_loop", name, run_args("arc_easy", extra=["--tasks-dir", d]), expect)
@@ -80,8 +87,10 @@ def main():
           '{% for m in range(1000) %}{{ "<|im_start|>" * 1000000 }}{% endfor %}')
     write(os.path.join(out, "chat-recursive.jinja"),
           "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}")
+    write(os.path.join(out, "chat-doubling.jinja"), DOUBLING + "{{ messages[0].content }}")
     for name, expect in [("loop", fuel), ("huge", "output exceeds 16 MiB"),
-                         ("recursive", "recursion limit")]:
+                         ("recursive", "recursion limit"),
+                         ("doubling", "chat template: a render held more than 256 MiB")]:
         case("chat_template_loop", name,
              run_args("ifeval", extra=["--chat-template", "{dir}/chat-" + name + ".jinja"]),
              expect)

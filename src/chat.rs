@@ -208,7 +208,7 @@ impl ChatTemplate {
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         };
-        crate::limits::render_bounded(&tmpl, ctx)
+        crate::limits::render_bounded("chat template", &tmpl, ctx)
             .map_err(|e| Error::Tokenizer(format!("chat template: {e:#}")))
     }
 }

@@ -12,6 +12,10 @@ pub const CHAT_TEMPLATE_FUEL: u64 = 20_000_000;
 /// Bytes one render of a task or chat template may produce (the longest real prompt is a few
 /// hundred KB: a BFCL request with its function list).
 pub const TEMPLATE_OUTPUT_BYTES: usize = 16 << 20;
+/// Bytes a template render or expression may hold at once (minijinja's `~`, `+` and filters
+/// build values without a bound of their own: a loop that doubles a string needs 40
+/// instructions to ask for a terabyte). A real render holds a few MB.
+pub const TEMPLATE_MEMORY_BYTES: usize = 256 << 20;
 /// Nesting of a JSON schema taken from a dataset (objects and arrays inside each other, `$ref`
 /// chains followed). Real schemas nest < 30 levels.
 pub const SCHEMA_DEPTH: usize = 128;
@@ -40,8 +44,17 @@ impl io::Write for Capped {
 }
 
 /// Render `tmpl` with at most [`TEMPLATE_OUTPUT_BYTES`] of output (the environment's fuel
-/// bounds the instructions). Hitting either limit is an error that says which.
+/// bounds the instructions, [`bounded_memory`] what it holds). Hitting a limit is an error
+/// that says which; `what` names the template in the memory limit's message.
 pub fn render_bounded(
+    what: &str,
+    tmpl: &minijinja::Template<'_, '_>,
+    ctx: minijinja::Value,
+) -> Result<String, minijinja::Error> {
+    bounded_memory(what, || render_capped(tmpl, ctx))
+}
+
+fn render_capped(
     tmpl: &minijinja::Template<'_, '_>,
     ctx: minijinja::Value,
 ) -> Result<String, minijinja::Error> {
@@ -99,4 +112,97 @@ pub fn no_panic<T>(f: impl FnOnce() -> Result<T, minijinja::Error>) -> Result<T,
             "the template parser failed on this text (unbalanced braces?)",
         ))
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory of a template render
+
+thread_local! {
+    /// Net bytes allocated on this thread since the render began (None: not rendering).
+    static HELD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    static WHAT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Run `f` (a template render or expression) with at most [`TEMPLATE_MEMORY_BYTES`] allocated
+/// on this thread at once. Past the limit the process stops with one line naming `what`, exit
+/// 1: an allocation cannot fail gracefully inside minijinja, and the template would fail the
+/// same way on every document. Work already finished is in the request cache (every record is
+/// one unbuffered write). Counted by [`Allocator`], the binary's global allocator; without it
+/// (library users, tests of the library) nothing is counted.
+pub fn bounded_memory<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    WHAT.with(|w| {
+        let mut w = w.borrow_mut();
+        w.clear();
+        w.push_str(what);
+    });
+    /// Restores the outer state, also when `f` unwinds.
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = HELD.try_with(|h| h.set(self.0));
+        }
+    }
+    let _restore = Restore(HELD.with(|h| h.replace(Some(0))));
+    f()
+}
+
+fn charge(bytes: usize) {
+    let _ = HELD.try_with(|h| {
+        if let Some(held) = h.get() {
+            let held = held.saturating_add(bytes);
+            if held > TEMPLATE_MEMORY_BYTES {
+                h.set(None);
+                over_memory();
+            }
+            h.set(Some(held));
+        }
+    });
+}
+
+fn credit(bytes: usize) {
+    let _ = HELD.try_with(|h| {
+        if let Some(held) = h.get() {
+            h.set(Some(held.saturating_sub(bytes)));
+        }
+    });
+}
+
+#[cold]
+fn over_memory() -> ! {
+    let what = WHAT.try_with(|w| w.borrow().clone()).unwrap_or_default();
+    eprintln!(
+        "hermes-eval: error: {what}: a render held more than {} MiB (a template that builds an ever larger value?); stopped",
+        TEMPLATE_MEMORY_BYTES >> 20
+    );
+    std::process::exit(1)
+}
+
+/// The system allocator, counting the bytes a template render holds ([`bounded_memory`]).
+/// Outside a render the cost is one thread-local read per allocation.
+pub struct Allocator;
+
+// SAFETY: every call is forwarded to `System` with the same arguments; the bookkeeping
+// allocates nothing while counting (the cells are const-initialised, without destructors) and
+// never unwinds.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        charge(layout.size());
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        charge(layout.size());
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        credit(layout.size());
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        if new > layout.size() {
+            charge(new - layout.size());
+        } else {
+            credit(layout.size() - new);
+        }
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
 }

@@ -3,6 +3,10 @@
 //! "internal error" line asking for a report, with exit code 101, instead of a backtrace dump.
 use std::panic;
 
+/// The system allocator, with the template-render memory bound of `limits::bounded_memory`.
+#[global_allocator]
+static ALLOCATOR: hermes_eval::limits::Allocator = hermes_eval::limits::Allocator;
+
 fn main() {
     panic::set_hook(Box::new(|info| {
         if hermes_eval::limits::parsing_template() {

@@ -431,12 +431,18 @@ impl Task {
         let render = |name: &str, ctx: &minijinja::Value| -> std::result::Result<String, String> {
             self.env
                 .get_template(name)
-                .and_then(|t| crate::limits::render_bounded(&t, ctx.clone()))
+                .and_then(|t| {
+                    let what = format!("task {}: {name} template", self.name);
+                    crate::limits::render_bounded(&what, &t, ctx.clone())
+                })
                 .map_err(|e| format!("{name} template: {e}"))
         };
         let eval = |what: &str, expr: &str| -> std::result::Result<Value, String> {
             let v = crate::limits::no_panic(|| self.env.compile_expression(expr))
-                .and_then(|e| e.eval(&ctx_value))
+                .and_then(|e| {
+                    let what = format!("task {}: {what} expression", self.name);
+                    crate::limits::bounded_memory(&what, || e.eval(&ctx_value))
+                })
                 .map_err(crate::limits::out_of_fuel)
                 .map_err(|e| format!("{what} expression: {e}"))?;
             serde_json::to_value(&v).map_err(|e| format!("{what} expression: {e}"))
