@@ -343,13 +343,19 @@ fn for_each_dot_x4(
 /// pass over a weight row, and the portable version in the same accumulation order.
 struct BlockDots<W, A> {
     #[cfg(target_arch = "x86_64")]
-    #[allow(clippy::type_complexity)]
-    avx: (
-        unsafe fn(&[W], [&[A]; 1]) -> [f32; 1],
-        unsafe fn(&[W], [&[A]; COLS_AT_ONCE]) -> [f32; COLS_AT_ONCE],
-    ),
+    avx: DotFns<W, A>,
+    /// The same integer products with AVX-512 VNNI (`vpdpbusd`), where the CPU has it.
+    #[cfg(target_arch = "x86_64")]
+    vnni: DotFns<W, A>,
     scalar: fn(&[W], &[A]) -> f32,
 }
+
+/// A kernel's dot of one weight row with one and with `COLS_AT_ONCE` activation rows.
+#[cfg(target_arch = "x86_64")]
+type DotFns<W, A> = (
+    unsafe fn(&[W], [&[A]; 1]) -> [f32; 1],
+    unsafe fn(&[W], [&[A]; COLS_AT_ONCE]) -> [f32; COLS_AT_ONCE],
+);
 
 impl<W: Sync, A: Sync> BlockDots<W, A> {
     /// `out[i * rows + r]` = dot of weight row `r` (`bpr` blocks of `w`) and activation row `i`
@@ -358,9 +364,12 @@ impl<W: Sync, A: Sync> BlockDots<W, A> {
         let w = |r: usize| &w[r * bpr..(r + 1) * bpr];
         let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            let (one, four) = self.avx;
-            // SAFETY: the CPU supports the features the kernels are compiled for.
+        if let Some((one, four)) = match block_isa() {
+            Isa::Avx512Vnni => Some(self.vnni),
+            Isa::Avx2 => Some(self.avx),
+            Isa::Scalar => None,
+        } {
+            // SAFETY: block_isa saw the CPU support the features the kernels are compiled for.
             return for_each_dot_x4(
                 rows,
                 n,
@@ -415,18 +424,63 @@ fn quantize_a81(x: &[f32]) -> Vec<A81> {
         .collect()
 }
 
-/// The instruction set [`BlockDots`] selects on this CPU.
-fn block_isa() -> &'static str {
-    if has_avx2_fma() {
-        "avx2+fma"
-    } else {
-        "scalar"
+/// The instruction sets of the block kernels, best first. Every one computes the same integer
+/// products and accumulates the floats in llama.cpp's order, so results are bit-identical.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Isa {
+    Avx512Vnni,
+    Avx2,
+    Scalar,
+}
+
+impl Isa {
+    fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512Vnni => "avx512-vnni",
+            Isa::Avx2 => "avx2+fma",
+            Isa::Scalar => "scalar",
+        }
     }
+}
+
+fn has_avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2_fma()
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The instruction set [`BlockDots`] selects on this CPU (detected at run time, so one binary
+/// runs on every x86-64 CPU). `HERMES_EVAL_CPU_KERNEL=avx2|scalar` selects a lesser one (to
+/// compare kernels or work around a CPU fault); a name the CPU cannot run is ignored.
+fn block_isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        let best = if has_avx512_vnni() {
+            Isa::Avx512Vnni
+        } else if has_avx2_fma() {
+            Isa::Avx2
+        } else {
+            Isa::Scalar
+        };
+        match std::env::var("HERMES_EVAL_CPU_KERNEL").as_deref() {
+            Ok("scalar") => Isa::Scalar,
+            Ok("avx2") if best != Isa::Scalar => Isa::Avx2,
+            _ => best,
+        }
+    })
 }
 
 impl Kernel for Q41Kernel {
     fn name(&self) -> String {
-        format!("q4_1×q8_1 {}", block_isa())
+        format!("q4_1×q8_1 {}", block_isa().name())
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr = self.cols / 32;
@@ -439,6 +493,11 @@ impl Kernel for Q41Kernel {
             avx: (
                 vec_dot_q4_1_q8_1_avx2::<1>,
                 vec_dot_q4_1_q8_1_avx2::<COLS_AT_ONCE>,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            vnni: (
+                vec_dot_q4_1_q8_1_vnni::<1>,
+                vec_dot_q4_1_q8_1_vnni::<COLS_AT_ONCE>,
             ),
             scalar: vec_dot_q4_1_q8_1_scalar,
         };
@@ -512,6 +571,135 @@ unsafe fn vec_dot_q4_1_q8_1_avx2<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(acc[k]) + summs[k])
 }
 
+// ---- AVX-512 VNNI ---------------------------------------------------------------------------
+//
+// `vpdpbusd` sums the four u8×i8 products of each 32-bit lane without the i16 step of
+// `maddubs` + `madd` (which never saturates here: |pair| ≤ 2·128·128), so every lane sum is the
+// same integer as in the AVX2 kernels. Two activation rows share one 512-bit register, one per
+// 256-bit half, so each row's eight f32 lanes are accumulated block after block exactly as
+// llama.cpp's AVX2 / AVX-512-VL code does (ggml's `mul_sum_us8_pairs_float` with VNNI) and
+// reduced by the same `hsum_float_8`: bit-identical results, fewer instructions per block.
+
+/// Activation rows `2p` and `2p + 1` of a pair of 256-bit loads in one 512-bit register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn pair_512(
+    lo: std::arch::x86_64::__m256i,
+    hi: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+}
+
+/// The eight lanes of row `k` of a pair accumulator (`k` even: low half).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn half_256(acc: std::arch::x86_64::__m512, high: bool) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    if high {
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1))
+    } else {
+        _mm512_castps512_ps256(acc)
+    }
+}
+
+/// [`vec_dot_q4_1_q8_1_avx2`] with VNNI: `M` ≤ 4 activation rows, in pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> [f32; M] {
+    use std::arch::x86_64::*;
+    const { assert!(M <= 4) };
+    let pairs = M / 2;
+    let mut acc2 = [_mm512_setzero_ps(); 2];
+    let mut acc1 = _mm256_setzero_ps();
+    let mut summs = [0f32; M];
+    let low = _mm_set1_epi8(0x0F);
+    for (b, xb) in x.iter().enumerate() {
+        let q = _mm_loadu_si128(xb.qs.as_ptr() as *const __m128i);
+        let lo = _mm_and_si128(q, low);
+        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+        let qx = _mm256_set_m128i(hi, lo);
+        for k in 0..M {
+            summs[k] = xb.m.mul_add(ys[k][b].s, summs[k]);
+        }
+        let qx2 = _mm512_broadcast_i64x4(qx);
+        for (p, acc) in acc2.iter_mut().enumerate().take(pairs) {
+            let (y0, y1) = (&ys[2 * p][b], &ys[2 * p + 1][b]);
+            let qy = pair_512(
+                _mm256_loadu_si256(y0.qs.as_ptr() as *const __m256i),
+                _mm256_loadu_si256(y1.qs.as_ptr() as *const __m256i),
+            );
+            let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx2, qy);
+            let d = _mm512_mask_blend_ps(
+                0xFF00,
+                _mm512_set1_ps(xb.d * y0.d),
+                _mm512_set1_ps(xb.d * y1.d),
+            );
+            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), *acc);
+        }
+        if M % 2 == 1 {
+            let y = &ys[M - 1][b];
+            let qy = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), qx, qy);
+            let d = _mm256_set1_ps(xb.d * y.d);
+            acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc1);
+        }
+    }
+    std::array::from_fn(|k| {
+        let lanes = if k < 2 * pairs {
+            half_256(acc2[k / 2], k % 2 == 1)
+        } else {
+            acc1
+        };
+        hsum8_avx(lanes) + summs[k]
+    })
+}
+
+/// [`dot_q8_0_tinyblas_avx2`] with VNNI (tinyBLAS's `updot` with `__AVX512VNNI__`): `M` ≤ 4
+/// activation rows, in pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[B80]; M]) -> [f32; M] {
+    use std::arch::x86_64::*;
+    const { assert!(M <= 4) };
+    let pairs = M / 2;
+    let mut acc2 = [_mm512_setzero_ps(); 2];
+    let mut acc1 = _mm256_setzero_ps();
+    for (b, xb) in x.iter().enumerate() {
+        let a = _mm256_loadu_si256(xb.qs.as_ptr() as *const __m256i);
+        let sa = _mm256_sign_epi8(a, a);
+        let sa2 = _mm512_broadcast_i64x4(sa);
+        let signed =
+            |y: &B80| _mm256_sign_epi8(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i), a);
+        for (p, acc) in acc2.iter_mut().enumerate().take(pairs) {
+            let (y0, y1) = (&ys[2 * p][b], &ys[2 * p + 1][b]);
+            let sum = _mm512_dpbusd_epi32(
+                _mm512_setzero_si512(),
+                sa2,
+                pair_512(signed(y0), signed(y1)),
+            );
+            let d = _mm512_mask_blend_ps(
+                0xFF00,
+                _mm512_set1_ps(xb.d * y0.d),
+                _mm512_set1_ps(xb.d * y1.d),
+            );
+            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), *acc);
+        }
+        if M % 2 == 1 {
+            let y = &ys[M - 1][b];
+            let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), sa, signed(y));
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(xb.d * y.d), _mm256_cvtepi32_ps(sum), acc1);
+        }
+    }
+    std::array::from_fn(|k| {
+        if k < 2 * pairs {
+            hsum8_avx(half_256(acc2[k / 2], k % 2 == 1))
+        } else {
+            hsum8_avx(acc1)
+        }
+    })
+}
+
 // ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
 //
 // With two or more activation rows (every prompt llama.cpp evaluates) its x86 CPU backend computes
@@ -526,7 +714,7 @@ struct Q80Kernel {
 
 impl Kernel for Q80Kernel {
     fn name(&self) -> String {
-        format!("q8_0×q8_0 (tinyBLAS order) {}", block_isa())
+        format!("q8_0×q8_0 (tinyBLAS order) {}", block_isa().name())
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         let bpr = self.cols / 32;
@@ -539,6 +727,11 @@ impl Kernel for Q80Kernel {
             avx: (
                 dot_q8_0_tinyblas_avx2::<1>,
                 dot_q8_0_tinyblas_avx2::<COLS_AT_ONCE>,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            vnni: (
+                dot_q8_0_tinyblas_vnni::<1>,
+                dot_q8_0_tinyblas_vnni::<COLS_AT_ONCE>,
             ),
             scalar: dot_q8_0_tinyblas_scalar,
         };
@@ -710,6 +903,78 @@ mod tests {
             for r in 0..rows {
                 let s = dot_q8_0_tinyblas_scalar(&wb[r * 18..(r + 1) * 18], &xq);
                 assert_eq!(s, y[i * rows + r]);
+            }
+        }
+    }
+
+    /// Every kernel this CPU can run gives the scalar reference's bits, for one and for four
+    /// activation rows (the VNNI kernels pair rows in 512-bit registers).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_x86_kernel_gives_the_scalar_bits() {
+        let (rows, cols) = (8, 1024);
+        let wt = Tensor::from_vec(rand_vec(rows * cols, 9), (rows, cols), &Device::Cpu).unwrap();
+        let x = rand_vec(4 * cols, 10);
+        let q41 = QTensor::quantize(&wt, GgmlDType::Q4_1).unwrap();
+        let k41 = Q41Kernel::new(
+            &blocks::<BlockQ41>(&q41.data().unwrap(), rows, cols).unwrap(),
+            rows,
+            cols,
+        );
+        let a81: Vec<Vec<A81>> = x.chunks(cols).map(quantize_a81).collect();
+        let q80 = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
+        let w80: Vec<B80> = blocks::<BlockQ80>(&q80.data().unwrap(), rows, cols)
+            .unwrap()
+            .iter()
+            .map(widen_q8_0)
+            .collect();
+        let b80: Vec<Vec<B80>> = x
+            .chunks(cols)
+            .map(|r| quantize_q8_0(r).iter().map(widen_q8_0).collect())
+            .collect();
+        let bpr = cols / 32;
+        let mut kernels: Vec<(&str, DotFns<W41, A81>, DotFns<B80, B80>)> = vec![];
+        if has_avx2_fma() {
+            kernels.push((
+                "avx2",
+                (vec_dot_q4_1_q8_1_avx2::<1>, vec_dot_q4_1_q8_1_avx2::<4>),
+                (dot_q8_0_tinyblas_avx2::<1>, dot_q8_0_tinyblas_avx2::<4>),
+            ));
+        }
+        if has_avx512_vnni() {
+            kernels.push((
+                "vnni",
+                (vec_dot_q4_1_q8_1_vnni::<1>, vec_dot_q4_1_q8_1_vnni::<4>),
+                (dot_q8_0_tinyblas_vnni::<1>, dot_q8_0_tinyblas_vnni::<4>),
+            ));
+        }
+        for (name, (one41, four41), (one80, four80)) in kernels {
+            for r in 0..rows {
+                let w = &k41.w[r * bpr..(r + 1) * bpr];
+                // SAFETY: the features were detected above.
+                let four = unsafe { four41(w, [&a81[0], &a81[1], &a81[2], &a81[3]]) };
+                for i in 0..4 {
+                    let want = vec_dot_q4_1_q8_1_scalar(w, &a81[i]);
+                    assert_eq!(
+                        four[i].to_bits(),
+                        want.to_bits(),
+                        "{name} q4_1 row {r} col {i}"
+                    );
+                    let one = unsafe { one41(w, [&a81[i]]) }[0];
+                    assert_eq!(one.to_bits(), want.to_bits(), "{name} q4_1 single");
+                }
+                let w = &w80[r * bpr..(r + 1) * bpr];
+                let four = unsafe { four80(w, [&b80[0], &b80[1], &b80[2], &b80[3]]) };
+                for i in 0..4 {
+                    let want = dot_q8_0_tinyblas_scalar(w, &b80[i]);
+                    assert_eq!(
+                        four[i].to_bits(),
+                        want.to_bits(),
+                        "{name} q8_0 row {r} col {i}"
+                    );
+                    let one = unsafe { one80(w, [&b80[i]]) }[0];
+                    assert_eq!(one.to_bits(), want.to_bits(), "{name} q8_0 single");
+                }
             }
         }
     }
