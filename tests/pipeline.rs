@@ -218,48 +218,50 @@ fn replay_refuses_loglikelihood_tasks() {
     assert!(err.contains("log-likelihood tasks need a model"), "{err}");
 }
 
-/// Log-likelihood samples are byte-identical for --batch-size 1, 7 and 64 and --threads 1 and 2
-/// (Q4_1 GGUF: llama.cpp's arithmetic, every value depends only on its own request).
+/// Log-likelihood samples are byte-identical for --batch-size 1, 7 and 64 and --threads 1 and 2,
+/// for the Q4_1 GGUF (llama.cpp's arithmetic) and the f32 export (candle's gemm): every value
+/// depends only on its own request, although a call packs the requests of many documents.
 #[test]
 fn loglikelihood_samples_do_not_depend_on_batch_size_or_threads() {
     let tmp = tempfile::tempdir().unwrap();
-    let gguf = test_gguf();
     let hub = hub();
-    let mut outputs = vec![];
-    for (bs, th) in [("1", "2"), ("7", "2"), ("64", "2"), ("64", "1")] {
-        let out = tmp.path().join(format!("b{bs}-t{th}"));
-        let (code, _, err) = run(&[
-            "run",
-            "--tasks",
-            "arc_easy,winogrande,hellaswag",
-            "--limit",
-            "6",
-            "--model",
-            gguf.to_str().unwrap(),
-            "--batch-size",
-            bs,
-            "--threads",
-            th,
-            "--no-cache",
-            "--data-dir",
-            hub.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 0, "{err}");
-        let mut texts = vec![];
-        for t in ["arc_easy", "winogrande", "hellaswag"] {
-            let f = files(&out, &format!("samples_{t}_")).pop().unwrap();
-            texts.push(std::fs::read_to_string(f).unwrap());
+    for (name, model) in [("q4_1", test_gguf()), ("f32", test_f32_dir())] {
+        let mut outputs = vec![];
+        for (bs, th) in [("1", "2"), ("7", "2"), ("64", "2"), ("64", "1")] {
+            let out = tmp.path().join(format!("{name}-b{bs}-t{th}"));
+            let (code, _, err) = run(&[
+                "run",
+                "--tasks",
+                "arc_easy,winogrande,hellaswag",
+                "--limit",
+                "6",
+                "--model",
+                model.to_str().unwrap(),
+                "--batch-size",
+                bs,
+                "--threads",
+                th,
+                "--no-cache",
+                "--data-dir",
+                hub.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(code, 0, "{err}");
+            let mut texts = vec![];
+            for t in ["arc_easy", "winogrande", "hellaswag"] {
+                let f = files(&out, &format!("samples_{t}_")).pop().unwrap();
+                texts.push(std::fs::read_to_string(f).unwrap());
+            }
+            outputs.push(((bs, th), texts));
         }
-        outputs.push(((bs, th), texts));
-    }
-    for (cfg, texts) in &outputs[1..] {
-        assert!(
-            texts == &outputs[0].1,
-            "samples with batch size / threads {cfg:?} differ from {:?}",
-            outputs[0].0
-        );
+        for (cfg, texts) in &outputs[1..] {
+            assert!(
+                texts == &outputs[0].1,
+                "{name}: samples with batch size / threads {cfg:?} differ from {:?}",
+                outputs[0].0
+            );
+        }
     }
 }
 

@@ -56,18 +56,65 @@ pub struct F32<'m> {
     m: &'m Llama,
     b: usize,
     s: usize,
+    /// Rows of their own lengths ([`Rows::is_packed`]): activations `[tokens, width]`, heads
+    /// `[1, n_heads, tokens, head_dim]` with each row's tokens in its own span.
+    packed: Option<Packed>,
     /// RoPE tables: `[s, head_dim/2]` when the rows share their positions, else
-    /// `[b, s, head_dim/2]` (candle's rope applies the same formula to either).
+    /// `[b, s, head_dim/2]` (candle's rope applies the same formula to either); unused when
+    /// packed.
     cos: Tensor,
     sin: Tensor,
     /// Each row's additive attention mask.
     masks: Vec<Tensor>,
 }
 
+/// Where each row of a packed call is, and its RoPE tables `[len, head_dim/2]`.
+struct Packed {
+    lens: Vec<usize>,
+    offs: Vec<usize>,
+    tokens: usize,
+    ropes: Vec<(Tensor, Tensor)>,
+}
+
 impl<'m> F32<'m> {
     pub fn new(m: &'m Llama, rows: &Rows) -> Result<Self> {
         let (b, s) = (rows.b, rows.s);
         let n_rep = m.cfg.num_attention_heads / m.cfg.num_key_value_heads;
+        // Rows with the same start and length (a document's choices) share tables and masks.
+        let same = |r: usize| {
+            r > 0 && rows.starts[r - 1] == rows.starts[r] && rows.lens[r - 1] == rows.lens[r]
+        };
+        let mut masks: Vec<Tensor> = Vec::with_capacity(b);
+        for r in 0..b {
+            masks.push(match masks.last() {
+                Some(prev) if same(r) => prev.clone(),
+                _ => mask(m, rows.starts[r], rows.lens[r], n_rep)?,
+            });
+        }
+        if rows.is_packed() {
+            let mut ropes: Vec<(Tensor, Tensor)> = Vec::with_capacity(b);
+            for r in 0..b {
+                ropes.push(match ropes.last() {
+                    Some(prev) if same(r) => prev.clone(),
+                    _ => rope_tables(m, rows.starts[r], rows.lens[r])?,
+                });
+            }
+            let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?;
+            return Ok(F32 {
+                m,
+                b,
+                s,
+                packed: Some(Packed {
+                    lens: rows.lens.clone(),
+                    offs: rows.offs.clone(),
+                    tokens: rows.tokens(),
+                    ropes,
+                }),
+                cos: empty.clone(),
+                sin: empty,
+                masks,
+            });
+        }
         let (cos, sin) = if same_start(rows) {
             rope_tables(m, rows.starts[0], s)?
         } else {
@@ -80,20 +127,22 @@ impl<'m> F32<'m> {
                 .unzip();
             (Tensor::stack(&cos, 0)?, Tensor::stack(&sin, 0)?)
         };
-        let mut masks: Vec<Tensor> = Vec::with_capacity(b);
-        for (r, &p) in rows.starts.iter().enumerate() {
-            masks.push(match masks.last() {
-                Some(prev) if rows.starts[r - 1] == p => prev.clone(),
-                _ => mask(m, p, s, n_rep)?,
-            });
-        }
         Ok(F32 {
             m,
             b,
             s,
+            packed: None,
             cos,
             sin,
             masks,
+        })
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        Ok(if self.m.interleaved_rope {
+            candle_nn::rotary_emb::rope_i(x, cos, sin)?
+        } else {
+            candle_nn::rotary_emb::rope(x, cos, sin)?
         })
     }
 }
@@ -151,7 +200,11 @@ impl Arith for F32<'_> {
     type Act = Tensor;
 
     fn embed(&self, x: Tensor) -> Result<Tensor> {
-        Ok(x.reshape((self.b, self.s, self.m.cfg.hidden_size))?)
+        let h = self.m.cfg.hidden_size;
+        Ok(match &self.packed {
+            Some(p) => x.reshape((p.tokens, h))?,
+            None => x.reshape((self.b, self.s, h))?,
+        })
     }
 
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -163,20 +216,34 @@ impl Arith for F32<'_> {
         w.forward(x)
     }
 
-    /// `[b, n_heads, s, head_dim]`.
+    /// `[b, n_heads, s, head_dim]`; packed: `[1, n_heads, tokens, head_dim]`, each row RoPE'd
+    /// at its own positions.
     fn heads(&self, x: Tensor, n_heads: usize, rope: bool) -> Result<Tensor> {
+        let hd = self.m.cfg.head_dim;
+        if let Some(p) = &self.packed {
+            let mut parts = Vec::with_capacity(self.b);
+            for r in 0..self.b {
+                let xr = x
+                    .narrow(0, p.offs[r], p.lens[r])?
+                    .reshape((1, p.lens[r], n_heads, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                parts.push(if rope {
+                    self.rope(&xr, &p.ropes[r].0, &p.ropes[r].1)?
+                } else {
+                    xr
+                });
+            }
+            return Ok(Tensor::cat(&parts, 2)?);
+        }
         let x = x
-            .reshape((self.b, self.s, n_heads, self.m.cfg.head_dim))?
+            .reshape((self.b, self.s, n_heads, hd))?
             .transpose(1, 2)?
             .contiguous()?;
         if !rope {
             return Ok(x);
         }
-        Ok(if self.m.interleaved_rope {
-            candle_nn::rotary_emb::rope_i(&x, &self.cos, &self.sin)?
-        } else {
-            candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin)?
-        })
+        self.rope(&x, &self.cos, &self.sin)
     }
 
     /// Per row: `softmax(q·kᵀ·scale + mask)·v`, the `n_rep` query heads of each kv head folded
@@ -190,12 +257,26 @@ impl Arith for F32<'_> {
         rows: &mut Rows,
     ) -> Result<Tensor> {
         let c = &self.m.cfg;
-        let (b, s, hd) = (self.b, self.s, c.head_dim);
+        let hd = c.head_dim;
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut ys = Vec::with_capacity(b);
-        for r in 0..b {
-            let (kr, vr) = (k.narrow(0, r, 1)?, v.narrow(0, r, 1)?);
+        let mut ys = Vec::with_capacity(self.b);
+        for r in 0..self.b {
+            // Row r's queries, keys and values `[1, heads, len, head_dim]`.
+            let (s, qr, kr, vr) = match &self.packed {
+                Some(p) => {
+                    let (o, l) = (p.offs[r], p.lens[r]);
+                    let span =
+                        |t: &Tensor| -> Result<Tensor> { Ok(t.narrow(2, o, l)?.contiguous()?) };
+                    (l, span(q)?, span(k)?, span(v)?)
+                }
+                None => (
+                    self.s,
+                    q.narrow(0, r, 1)?,
+                    k.narrow(0, r, 1)?,
+                    v.narrow(0, r, 1)?,
+                ),
+            };
             let (kr, vr) = match rows.past(layer, r)? {
                 Some((pk, pv)) => (
                     Tensor::cat(&[&pk, &kr], 2)?.contiguous()?,
@@ -203,14 +284,21 @@ impl Arith for F32<'_> {
                 ),
                 None => (kr, vr),
             };
-            let qf = (q.narrow(0, r, 1)? * scale)?.reshape((1, nkv, nh / nkv * s, hd))?;
+            let qf = (qr * scale)?.reshape((1, nkv, nh / nkv * s, hd))?;
             let att = qf.matmul(&kr.t()?)?.broadcast_add(&self.masks[r])?;
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            ys.push(att.matmul(&vr.contiguous()?)?.reshape((1, nh, s, hd))?);
+            let y = att.matmul(&vr.contiguous()?)?.reshape((1, nh, s, hd))?;
+            ys.push(match &self.packed {
+                Some(_) => y.transpose(1, 2)?.reshape((s, nh * hd))?,
+                None => y,
+            });
             rows.store(layer, r, (kr, vr));
         }
         let y = Tensor::cat(&ys, 0)?;
-        Ok(y.transpose(1, 2)?.reshape((b, s, nh * hd))?)
+        Ok(match &self.packed {
+            Some(_) => y,
+            None => y.transpose(1, 2)?.reshape((self.b, self.s, nh * hd))?,
+        })
     }
 
     fn swiglu(&self, g: &Tensor, u: &Tensor) -> Result<Tensor> {
@@ -232,8 +320,12 @@ pub struct LlamaCpp<'m, 't> {
     m: &'m Llama,
     b: usize,
     s: usize,
+    lens: Vec<usize>,
+    offs: Vec<usize>,
+    tokens: usize,
+    packed: bool,
     /// ggml's RoPE cache of each position: `ropes[i]` for position `i` of every row when the rows
-    /// share their positions, else `ropes[r·s + i]`.
+    /// share their positions, else `ropes[t]` for token `t` of the call.
     ropes: Vec<Vec<(f32, f32)>>,
     shared: bool,
     trace: Option<Trace<'t>>,
@@ -243,21 +335,20 @@ impl<'m, 't> LlamaCpp<'m, 't> {
     pub fn new(m: &'m Llama, rows: &Rows, trace: Option<Trace<'t>>) -> Self {
         let (hd, theta) = (m.cfg.head_dim, m.cfg.rope_theta as f32);
         let factors = m.rope_freq_factors.as_deref();
-        let shared = same_start(rows);
-        let starts = if shared {
-            &rows.starts[..1]
-        } else {
-            &rows.starts[..]
-        };
-        let ropes = starts
-            .iter()
-            .flat_map(|&p| p..p + rows.s)
+        let shared = !rows.is_packed() && same_start(rows);
+        let rows_roped = if shared { 1 } else { rows.b };
+        let ropes = (0..rows_roped)
+            .flat_map(|r| rows.starts[r]..rows.starts[r] + rows.lens[r])
             .map(|pos| ggml::rope_cache(pos, hd, theta, factors))
             .collect();
         LlamaCpp {
             m,
             b: rows.b,
             s: rows.s,
+            lens: rows.lens.clone(),
+            offs: rows.offs.clone(),
+            tokens: rows.tokens(),
+            packed: rows.is_packed(),
             ropes,
             shared,
             trace,
@@ -279,7 +370,7 @@ impl Arith for LlamaCpp<'_, '_> {
     }
 
     fn linear(&self, w: &Weight, x: &Vec<f32>) -> Result<Vec<f32>> {
-        w.forward_rows(x, self.b * self.s)
+        w.forward_rows(x, self.tokens)
     }
 
     /// Rows as they are (`[b·s, n_heads·head_dim]`), RoPE'd in place.
@@ -305,11 +396,12 @@ impl Arith for LlamaCpp<'_, '_> {
         rows: &mut Rows,
     ) -> Result<Vec<f32>> {
         let c = &self.m.cfg;
-        let (s, hd) = (self.s, c.head_dim);
+        let hd = c.head_dim;
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let (q_row, kv_row) = (s * nh * hd, s * nkv * hd);
-        let mut y = vec![0f32; self.b * q_row];
+        let (q_tok, kv_tok) = (nh * hd, nkv * hd);
+        let mut y = vec![0f32; self.tokens * q_tok];
         for r in 0..self.b {
+            let (s, o) = (self.lens[r], self.offs[r]);
             let p = rows.starts[r];
             let t = p + s;
             let past = match rows.past(layer, r)? {
@@ -323,7 +415,7 @@ impl Arith for LlamaCpp<'_, '_> {
                 past.as_ref().map(|x| &x.0[..]),
                 past.as_ref().map(|x| &x.1[..]),
             );
-            let new = r * kv_row..(r + 1) * kv_row;
+            let new = o * kv_tok..(o + s) * kv_tok;
             let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
             ggml::append_kv(&mut kb, pk, p, &k[new.clone()], s, nkv, hd);
             ggml::append_kv(&mut vb, pv, p, &v[new], s, nkv, hd);
@@ -336,7 +428,7 @@ impl Arith for LlamaCpp<'_, '_> {
                 scale: 1.0 / (hd as f32).sqrt(),
                 window: c.sliding_window,
             };
-            let out = r * q_row..(r + 1) * q_row;
+            let out = o * q_tok..(o + s) * q_tok;
             let yr = ggml::attention(&q[out.clone()], &kb, &vb, &shape);
             y[out].copy_from_slice(&yr);
             rows.store(
@@ -363,8 +455,12 @@ impl Arith for LlamaCpp<'_, '_> {
     }
 
     fn output(&self, x: Vec<f32>) -> Result<Tensor> {
-        let shape = (self.b, self.s, self.m.cfg.hidden_size);
-        Ok(Tensor::from_vec(x, shape, &Device::Cpu)?)
+        let h = self.m.cfg.hidden_size;
+        Ok(if self.packed {
+            Tensor::from_vec(x, (self.tokens, h), &Device::Cpu)?
+        } else {
+            Tensor::from_vec(x, (self.b, self.s, h), &Device::Cpu)?
+        })
     }
 
     fn trace(&mut self, name: &str, layer: usize, x: &Vec<f32>) {

@@ -100,62 +100,117 @@ impl CandleLm {
     }
 }
 
+/// Tokens of one packed forward pass at most (bounds the activations; a longer row runs alone).
+const PACK_TOKENS: usize = 2048;
+
+/// Consecutive items of the given sizes in groups of at most `budget` in all (an item larger
+/// than the budget alone).
+fn pack_groups(sizes: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
+    let mut groups = vec![];
+    let (mut start, mut sum) = (0, 0);
+    for (i, &n) in sizes.iter().enumerate() {
+        if i > start && sum + n > budget {
+            groups.push(start..i);
+            (start, sum) = (i, 0);
+        }
+        sum += n;
+    }
+    if start < sizes.len() {
+        groups.push(start..sizes.len());
+    }
+    groups
+}
+
 impl CandleLm {
-    /// Score requests that share a prefix (see [`prefix_runs`]): the prefix is computed once,
-    /// the rest of every request runs as one row of a single batched forward pass.
-    fn score_run(&self, reqs: &[Prepared]) -> Result<Vec<Loglik>> {
-        if reqs.is_empty() {
-            return Ok(vec![]);
-        }
-        let p = shared_prefix(reqs);
-        let first = &reqs[0].input;
-        let cache = if p > 0 {
-            Some(self.prefill(&first[..p], None)?)
-        } else {
-            None
-        };
-        let rows: Vec<&[u32]> = reqs.iter().map(|r| &r.input[p..]).collect();
-        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-        let (hidden, _) = self
-            .llama
-            .forward(&Self::ids(&rows, width)?, cache.as_ref(), false)?;
-        let hsize = hidden.dim(2)?;
-        let flat = hidden.reshape((rows.len() * width, hsize))?;
-        let mut sel = vec![];
-        for (bi, r) in reqs.iter().enumerate() {
-            let start = r.input.len() - r.targets.len() - p;
-            // positions start..start+len(targets) predict the targets
-            for k in 0..r.targets.len() {
-                sel.push((bi * width + start + k) as u32);
+    /// Score requests of any number of documents in few forward passes. Requests that share a
+    /// prefix ([`prefix_runs`]: a document's choices) have it computed once; then every
+    /// run's prefix goes into one packed pass and every request's rest after its prefix into
+    /// another ([`Llama::forward_packed`]: no padding, the weights read once for all
+    /// documents). Each request's numbers equal scoring it alone.
+    fn score(&self, reqs: &[Prepared]) -> Result<Vec<Loglik>> {
+        let runs = prefix_runs(reqs, self.llama.llamacpp_arith);
+        let prefix: Vec<usize> = runs
+            .iter()
+            .map(|r| shared_prefix(&reqs[r.clone()]))
+            .collect();
+        // 1. The prefixes: short ones packed together, a long one in chunks of its own.
+        let mut caches: Vec<Option<KvCache>> = vec![None; runs.len()];
+        let short: Vec<usize> = (0..runs.len())
+            .filter(|&i| prefix[i] > 0 && prefix[i] <= self.prefill_chunk)
+            .collect();
+        let sizes: Vec<usize> = short.iter().map(|&i| prefix[i]).collect();
+        for g in pack_groups(&sizes, PACK_TOKENS) {
+            let rows: Vec<(&[u32], Option<&KvCache>)> = short[g.clone()]
+                .iter()
+                .map(|&i| (&reqs[runs[i].start].input[..prefix[i]], None))
+                .collect();
+            let (_, cs) = self.llama.forward_packed(&rows, true)?;
+            for (&i, c) in short[g].iter().zip(cs) {
+                caches[i] = Some(c);
             }
         }
-        let n = sel.len();
-        let rows_h = flat.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
-        let logits = self.llama.logits(&rows_h)?.to_vec2::<f32>()?;
-        let mut at = 0;
+        for (i, run) in runs.iter().enumerate() {
+            if prefix[i] > self.prefill_chunk {
+                caches[i] = Some(self.prefill(&reqs[run.start].input[..prefix[i]], None)?);
+            }
+        }
+        // 2. Every request's rest after its run's prefix.
+        let mut owner = vec![0; reqs.len()];
+        for (i, run) in runs.iter().enumerate() {
+            owner[run.clone()].fill(i);
+        }
+        let sizes: Vec<usize> = (0..reqs.len())
+            .map(|j| reqs[j].input.len() - prefix[owner[j]])
+            .collect();
         let mut out = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            let rows = &logits[at..at + r.targets.len()];
-            at += r.targets.len();
-            if !self.llama.llamacpp_arith {
-                // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3).
-                out.push(torch_sum::loglik(rows, &r.targets));
-                continue;
+        for g in pack_groups(&sizes, PACK_TOKENS) {
+            let rows: Vec<(&[u32], Option<&KvCache>)> = g
+                .clone()
+                .map(|j| {
+                    let i = owner[j];
+                    (&reqs[j].input[prefix[i]..], caches[i].as_ref())
+                })
+                .collect();
+            let (hidden, _) = self.llama.forward_packed(&rows, false)?;
+            // The positions whose next-token distributions score each request's targets.
+            let mut sel = vec![];
+            let mut at = 0;
+            for j in g.clone() {
+                let r = &reqs[j];
+                let start = at + sizes[j] - r.targets.len();
+                sel.extend((start..start + r.targets.len()).map(|x| x as u32));
+                at += sizes[j];
             }
-            // llama.cpp's arithmetic: its sums are double precision.
-            let (mut lp, mut greedy) = (0f64, true);
-            for (row, &t) in rows.iter().zip(&r.targets) {
-                let (l, g) = logprob_at(row, t as usize);
-                lp += l;
-                greedy &= g;
+            let n = sel.len();
+            let rows_h = hidden.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
+            let logits = self.llama.logits(&rows_h)?.to_vec2::<f32>()?;
+            let mut at = 0;
+            for r in &reqs[g] {
+                out.push(self.loglik(&logits[at..at + r.targets.len()], &r.targets));
+                at += r.targets.len();
             }
-            out.push(Loglik {
-                logprob: lp,
-                is_greedy: greedy,
-                logprob_f64: Some(lp),
-            });
         }
         Ok(out)
+    }
+
+    /// A continuation's log-likelihood from the logits that predict its tokens.
+    fn loglik(&self, rows: &[Vec<f32>], targets: &[u32]) -> Loglik {
+        if !self.llama.llamacpp_arith {
+            // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3).
+            return torch_sum::loglik(rows, targets);
+        }
+        // llama.cpp's arithmetic: its sums are double precision.
+        let (mut lp, mut greedy) = (0f64, true);
+        for (row, &t) in rows.iter().zip(targets) {
+            let (l, g) = logprob_at(row, t as usize);
+            lp += l;
+            greedy &= g;
+        }
+        Loglik {
+            logprob: lp,
+            is_greedy: greedy,
+            logprob_f64: Some(lp),
+        }
     }
 }
 
@@ -177,10 +232,14 @@ fn shared_prefix(reqs: &[Prepared]) -> usize {
         .unwrap_or(0)
 }
 
-/// Split consecutive requests into runs that share a prefix covering at least half of every
-/// member's context (a document's choices; Winogrande's partial contexts; documents with a long
-/// common instruction). Each run is scored with its prefix computed once.
-fn prefix_runs(reqs: &[Prepared]) -> Vec<std::ops::Range<usize>> {
+/// Split consecutive requests into runs that share a prefix computed once. With `partial`,
+/// the prefix need only cover half of every member's context (Winogrande's partial contexts;
+/// documents with a long common instruction); without, members have the same context (a
+/// document's choices) and it is the prefix. Only llama.cpp's arithmetic gives the same bits
+/// wherever a row is split between cache and pass; in f32 (candle's gemm sums the attention
+/// over the keys in blocks that depend on how many there are) a split that depends on which
+/// requests share a call would make a number depend on `--batch-size`, so it never does.
+fn prefix_runs(reqs: &[Prepared], partial: bool) -> Vec<std::ops::Range<usize>> {
     let mut runs = vec![];
     let mut start = 0;
     while start < reqs.len() {
@@ -194,7 +253,8 @@ fn prefix_runs(reqs: &[Prepared]) -> Vec<std::ops::Range<usize>> {
                 .min(scored_start(r))
                 .min(common_prefix(&first.input, &r.input));
             let l = longest.max(scored_start(r));
-            if q == 0 || 2 * q < l {
+            let whole = q == scored_start(first) && q == scored_start(r);
+            if q == 0 || 2 * q < l || !(partial || whole) {
                 break;
             }
             p = q;
@@ -294,7 +354,7 @@ impl LanguageModel for CandleLm {
             w.computed_tokens += to - from;
             w.flops += 2.0 * (matmul * n + attend * attended.min(n * self.max_length as f64));
         };
-        for run in prefix_runs(&reqs) {
+        for run in prefix_runs(&reqs, self.llama.llamacpp_arith) {
             let rs = &reqs[run];
             let p = shared_prefix(rs);
             span(0, p);
@@ -312,11 +372,7 @@ impl LanguageModel for CandleLm {
             .iter()
             .map(|r| prepare(r, self.max_length))
             .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(reqs.len());
-        for run in prefix_runs(&reqs) {
-            out.extend(self.score_run(&reqs[run.clone()])?);
-        }
-        Ok(out)
+        self.score(&reqs)
     }
 
     fn generate(&mut self, prompts: &[GenPrompt], opts: &GenOptions) -> Result<Vec<Vec<u32>>> {

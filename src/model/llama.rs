@@ -102,10 +102,16 @@ impl KvCache {
 
 /// The rows of one call: row `r` holds `s` new tokens at positions `starts[r]..starts[r] + s`,
 /// after its past keys and values; attention reads that past and stores the extended one.
+/// A packed call ([`Llama::forward_packed`]) gives each row its own number of tokens: the
+/// activations hold the rows' tokens one after another, without padding.
 pub struct Rows<'c> {
     pub b: usize,
+    /// Tokens per row of a uniform call (0 in a packed one).
     pub s: usize,
     pub starts: Vec<usize>,
+    /// Tokens of each row, and where its first one is in the activations.
+    pub lens: Vec<usize>,
+    pub offs: Vec<usize>,
     kv: RowsKv<'c>,
 }
 
@@ -118,6 +124,12 @@ enum RowsKv<'c> {
     },
     /// Row `r` continues `caches[r]` (batch 1), extended in place.
     Each(&'c mut [KvCache]),
+    /// Row `r` continues `pasts[r]` (batch 1; rows may share one); the extended keys and values
+    /// are collected per row when `keep` is `Some`.
+    Packed {
+        pasts: Vec<Option<&'c KvCache>>,
+        keep: Option<Vec<Vec<(Tensor, Tensor)>>>,
+    },
 }
 
 impl<'c> Rows<'c> {
@@ -127,6 +139,8 @@ impl<'c> Rows<'c> {
             b,
             s,
             starts: vec![p; b],
+            lens: vec![s; b],
+            offs: (0..b).map(|r| r * s).collect(),
             kv: RowsKv::Batch {
                 past: past.filter(|_| p > 0),
                 keep: keep.then(Vec::new),
@@ -135,12 +149,45 @@ impl<'c> Rows<'c> {
     }
 
     fn each(caches: &'c mut [KvCache]) -> Self {
+        let b = caches.len();
         Rows {
-            b: caches.len(),
+            b,
             s: 1,
             starts: caches.iter().map(|c| c.len()).collect(),
+            lens: vec![1; b],
+            offs: (0..b).collect(),
             kv: RowsKv::Each(caches),
         }
+    }
+
+    fn packed(lens: Vec<usize>, pasts: Vec<Option<&'c KvCache>>, keep: bool) -> Self {
+        let mut offs = Vec::with_capacity(lens.len());
+        let mut at = 0;
+        for &l in &lens {
+            offs.push(at);
+            at += l;
+        }
+        Rows {
+            b: lens.len(),
+            s: 0,
+            starts: pasts.iter().map(|c| c.map_or(0, |c| c.len())).collect(),
+            lens,
+            offs,
+            kv: RowsKv::Packed {
+                pasts,
+                keep: keep.then(Vec::new),
+            },
+        }
+    }
+
+    /// Whether rows have their own lengths ([`Llama::forward_packed`]).
+    pub fn is_packed(&self) -> bool {
+        matches!(self.kv, RowsKv::Packed { .. })
+    }
+
+    /// Tokens in the call.
+    pub fn tokens(&self) -> usize {
+        self.lens.iter().sum()
     }
 
     /// Row `r`'s cached keys and values of layer `li` (`[1, kv_heads, starts[r], head_dim]`, or
@@ -157,6 +204,10 @@ impl<'c> Rows<'c> {
             }
             RowsKv::Batch { past: None, .. } => None,
             RowsKv::Each(c) => c[r].layers.get(li).filter(|_| self.starts[r] > 0).cloned(),
+            RowsKv::Packed { pasts, .. } => pasts[r]
+                .and_then(|c| c.layers.get(li))
+                .filter(|_| self.starts[r] > 0)
+                .cloned(),
         })
     }
 
@@ -164,13 +215,13 @@ impl<'c> Rows<'c> {
     /// head_dim]`); rows are stored in order.
     pub fn store(&mut self, li: usize, r: usize, kv: (Tensor, Tensor)) {
         match &mut self.kv {
-            RowsKv::Batch { keep: Some(k), .. } => {
+            RowsKv::Batch { keep: Some(k), .. } | RowsKv::Packed { keep: Some(k), .. } => {
                 if r == 0 {
                     k.push(Vec::with_capacity(self.b));
                 }
                 k[li].push(kv);
             }
-            RowsKv::Batch { keep: None, .. } => {}
+            RowsKv::Batch { keep: None, .. } | RowsKv::Packed { keep: None, .. } => {}
             RowsKv::Each(c) => match c[r].layers.get_mut(li) {
                 Some(x) => *x = kv,
                 None => c[r].layers.push(kv),
@@ -196,6 +247,21 @@ impl<'c> Rows<'c> {
             })
             .collect::<Result<_>>()?;
         Ok(Some(KvCache { layers }))
+    }
+
+    /// The kept caches of a [`Rows::packed`] call, one per row (batch 1).
+    fn into_caches(self) -> Vec<KvCache> {
+        let RowsKv::Packed {
+            keep: Some(layers), ..
+        } = self.kv
+        else {
+            return vec![];
+        };
+        (0..self.b)
+            .map(|r| KvCache {
+                layers: layers.iter().map(|rows| rows[r].clone()).collect(),
+            })
+            .collect()
     }
 }
 
@@ -278,6 +344,39 @@ impl Llama {
         let ids = tokens.flatten_all()?;
         let x = self.run(LlamaCpp::new(self, &rows, trace), &ids, &mut rows)?;
         Ok((x, rows.into_cache()?))
+    }
+
+    /// Rows of their own lengths in one call, without padding: row `r` runs `rows[r].0` after
+    /// the cached positions of `rows[r].1` (batch 1; rows may share one, e.g. every document's
+    /// choices share its context). The linear layers run on every token of every row at once
+    /// (the weights are read once for all of them), RoPE and attention per row; a row's result
+    /// equals [`Llama::forward`] of that row alone. Returns the final-normed hidden states
+    /// `[tokens, hidden]` (the rows' tokens in order) and, when `keep_cache`, each row's cache
+    /// extended by its tokens.
+    pub fn forward_packed(
+        &self,
+        rows: &[(&[u32], Option<&KvCache>)],
+        keep_cache: bool,
+    ) -> Result<(Tensor, Vec<KvCache>)> {
+        if rows.iter().any(|(t, _)| t.is_empty()) {
+            return Err(Error::model("forward_packed: a row without tokens"));
+        }
+        if rows
+            .iter()
+            .any(|(_, c)| c.is_some_and(|c| !c.is_empty() && c.layers.len() != self.layers.len()))
+        {
+            return Err(Error::model("forward_packed: cache of another model"));
+        }
+        let ids: Vec<u32> = rows.iter().flat_map(|(t, _)| t.iter().copied()).collect();
+        let n = ids.len();
+        let ids = Tensor::from_vec(ids, n, &Device::Cpu)?;
+        let mut r = Rows::packed(
+            rows.iter().map(|(t, _)| t.len()).collect(),
+            rows.iter().map(|(_, c)| *c).collect(),
+            keep_cache,
+        );
+        let x = self.run_rows(&ids, &mut r)?;
+        Ok((x.reshape((n, self.cfg.hidden_size))?, r.into_caches()))
     }
 
     /// One decoding step for `tokens.len()` independent rows: row `r` appends `tokens[r]` after

@@ -24,6 +24,12 @@ pub enum Weight {
     Quant(QuantWeight),
 }
 
+/// Rows a dense product needs to take gemm's matrix path (more than 16 × 16 outputs, two rows
+/// at least).
+fn dense_min_rows(w: &Tensor) -> usize {
+    (256 / w.dims()[0].max(1) + 1).max(2)
+}
+
 impl Weight {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -31,6 +37,15 @@ impl Weight {
         let n = x.elem_count() / inner;
         let x2 = x.reshape((n, inner))?;
         let y = match self {
+            Weight::Dense(w) if n < dense_min_rows(w) => {
+                // gemm computes one row (a matrix-vector product) or a tiny output (≤ 256
+                // values) on paths whose sums are ordered differently from its matrix kernel:
+                // a row computed alone would not equal the same row in a batch, and a number
+                // would depend on --batch-size. Zero rows fill the call up to the matrix path.
+                let pad = Tensor::zeros((dense_min_rows(w) - n, inner), x2.dtype(), x2.device())?;
+                let xd = Tensor::cat(&[&x2, &pad], 0)?.to_dtype(w.dtype())?;
+                xd.matmul(&w.t()?)?.narrow(0, 0, n)?.to_dtype(DType::F32)?
+            }
             Weight::Dense(w) => {
                 let xd = x2.to_dtype(w.dtype())?;
                 xd.matmul(&w.t()?)?.to_dtype(DType::F32)?
@@ -975,6 +990,23 @@ mod tests {
                     let one = unsafe { one80(w, [&b80[i]]) }[0];
                     assert_eq!(one.to_bits(), want.to_bits(), "{name} q8_0 single");
                 }
+            }
+        }
+    }
+
+    /// A dense row's outputs have the same bits alone and in batches of any size (gemm's
+    /// matrix-vector and tiny-output paths, which sum in another order, are never taken).
+    #[test]
+    fn dense_rows_do_not_depend_on_batch() {
+        for (rows, cols) in [(64, 576), (96, 576), (192, 576), (576, 1536)] {
+            let w =
+                Tensor::from_vec(rand_vec(rows * cols, 11), (rows, cols), &Device::Cpu).unwrap();
+            let dense = Weight::Dense(w);
+            let x = rand_vec(40 * cols, 12);
+            let alone = dense.forward_rows(&x[..cols], 1).unwrap();
+            for n in [2, 3, 4, 5, 8, 13, 40] {
+                let all = dense.forward_rows(&x[..n * cols], n).unwrap();
+                assert_eq!(&all[..rows], &alone[..], "{rows}×{cols}, batch of {n}");
             }
         }
     }
