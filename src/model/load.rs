@@ -535,6 +535,26 @@ fn check_vocab(tok: &tokenizers::Tokenizer, vocab: usize) -> std::result::Result
     Ok(())
 }
 
+/// Drop the pages under `bytes` (part of a read-only file mapping, already copied) from this
+/// process's memory; a later read faults them in again from the page cache.
+fn release_mapped(bytes: &[u8]) {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let start = bytes.as_ptr() as usize / page * page;
+        let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(page) * page;
+        if end > start {
+            // SAFETY: the range covers pages of a live read-only, file-backed private mapping
+            // (safetensors' mmap); MADV_DONTNEED on it only drops resident pages, and their
+            // contents come back unchanged from the file on the next access.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
 /// The weights hold exactly the tensors the config implies ([`super::validate::hf`]), no tensor
 /// is in two files, and the index (if any) says truly where each one is.
 pub(crate) fn check_hf_weights(
@@ -659,12 +679,19 @@ fn load_hf(
     let prefix = text_prefix(&names)?;
     check_hf_weights(&cfg, weights, index, &prefix, &config_json, awq.as_ref())?;
     check_vocab(&tok, cfg.vocab_size).map_err(|e| Error::file(config, e))?;
-    let get = |name: &str, dt: DType| -> Result<Tensor> {
-        Ok(st
+    // Each tensor is copied out of the mapping, whose pages are then dropped from this
+    // process (they stay in the page cache): peak memory is the weights plus one tensor, not
+    // the weights and the whole file.
+    let copy = |name: &str| -> Result<Tensor> {
+        let t = st
             .load(name, &Device::Cpu)
-            .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?
-            .to_dtype(dt)?)
+            .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?;
+        if let Ok(view) = st.get(name) {
+            release_mapped(&view.data());
+        }
+        Ok(t)
     };
+    let get = |name: &str, dt: DType| -> Result<Tensor> { Ok(copy(name)?.to_dtype(dt)?) };
     // One linear layer `<p>.weight`, or AWQ's `<p>.qweight/.qzeros/.scales` dequantized to the
     // chosen dtype (one layer at a time: the f32 copy of a single matrix is all that is added).
     let lin = |p: &str| -> Result<Weight> {
@@ -672,7 +699,7 @@ fn load_hf(
         match &awq {
             Some(a) if names.contains(&qweight) => {
                 let raw = |part: &str| {
-                    st.load(&format!("{p}.{part}"), &Device::Cpu)
+                    copy(&format!("{p}.{part}"))
                         .map_err(|e| Error::model(format!("AWQ tensor `{p}.{part}`: {e}")))
                 };
                 let w = crate::awq::dequantize_awq_gemm(
