@@ -392,8 +392,10 @@ impl LanguageModel for CandleLm {
         // The engine bounds the call by --batch-size: every prompt decodes in one batch.
         let idx: Vec<usize> = (0..prompts.len()).collect();
         for chunk in idx.chunks(idx.len().max(1)) {
-            // Each prompt is prefilled alone; the decoding steps of the chunk run batched.
+            // The prompts are prefilled in packed passes (a long one alone, in chunks), then
+            // the decoding steps of the chunk run batched.
             let mut rows: Vec<GenRow> = Vec::with_capacity(chunk.len());
+            let mut heads: Vec<&[u32]> = Vec::with_capacity(chunk.len());
             for &i in chunk {
                 let p = prompts[i];
                 let p = &p[p.len().saturating_sub(keep)..];
@@ -406,14 +408,32 @@ impl LanguageModel for CandleLm {
                 let limit = opts
                     .max_new_tokens
                     .min(self.max_length.saturating_sub(p.len()).max(1));
+                heads.push(head);
                 rows.push(GenRow {
                     index: i,
-                    cache: self.prefill(head, None)?,
+                    cache: KvCache::default(),
                     last,
                     rng: sampler_rng(opts.seed, p),
                     done: opts.max_new_tokens == 0,
                     limit,
                 });
+            }
+            let short: Vec<usize> = (0..heads.len())
+                .filter(|&r| !heads[r].is_empty() && heads[r].len() <= self.prefill_chunk)
+                .collect();
+            let sizes: Vec<usize> = short.iter().map(|&r| heads[r].len()).collect();
+            for g in pack_groups(&sizes, PACK_TOKENS) {
+                let packed: Vec<(&[u32], Option<&KvCache>)> =
+                    short[g.clone()].iter().map(|&r| (heads[r], None)).collect();
+                let (_, caches) = self.llama.forward_packed(&packed, true)?;
+                for (&r, c) in short[g].iter().zip(caches) {
+                    rows[r].cache = c;
+                }
+            }
+            for (r, head) in heads.iter().enumerate() {
+                if head.len() > self.prefill_chunk {
+                    rows[r].cache = self.prefill(head, None)?;
+                }
             }
             loop {
                 let active: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r].done).collect();
