@@ -209,6 +209,12 @@ fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
         "{names:?}"
     );
     assert!(names.contains(&"report.md".to_string()));
+    // The results say which matmul kernel ran (selected from the CPU's features).
+    let results = common::files_with_prefix(out.path(), "results_").pop().unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
+    let kernel = r["model"]["kernel"].as_str().unwrap_or_default();
+    assert!(kernel.starts_with("q4_1×q8_1 "), "{}", r["model"]);
     // Re-scoring the saved samples without the model prints the same table.
     let (code2, stdout2, err2) = run(&["report", o]);
     assert_eq!(code2, 0, "{err2}");

@@ -304,7 +304,13 @@ impl LanguageModel for CandleLm {
         &self.identity
     }
     fn details(&self) -> serde_json::Value {
-        self.details.clone()
+        let mut d = self.details.clone();
+        if let Some(o) = d.as_object_mut() {
+            // Selected at run time from the CPU's features (results are bit-identical across
+            // kernels, so the request cache does not depend on it).
+            o.insert("kernel".into(), self.llama.kernel().into());
+        }
+        d
     }
     fn eos_token_ids(&self) -> Vec<u32> {
         self.llama.cfg.eos_token_ids.clone()
