@@ -210,7 +210,9 @@ fn run_prints_card_table_and_writes_outputs_then_report_rescores_them() {
     );
     assert!(names.contains(&"report.md".to_string()));
     // The results say which matmul kernel ran (selected from the CPU's features).
-    let results = common::files_with_prefix(out.path(), "results_").pop().unwrap();
+    let results = common::files_with_prefix(out.path(), "results_")
+        .pop()
+        .unwrap();
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
     let kernel = r["model"]["kernel"].as_str().unwrap_or_default();
