@@ -77,9 +77,12 @@ fn fuzz_reproducer_stray_braces_in_choices_is_an_error() {
         .unwrap();
     let bad: Vec<String> = src
         .lines()
-        .map(|l| match l.starts_with("choices ") || l.starts_with("choices=") {
-            true => r#"choices = "choices}}ext""#.to_string(),
-            false => l.to_string(),
+        .map(|l| {
+            if l.starts_with("choices ") {
+                r#"choices = "choices}}ext""#.to_string()
+            } else {
+                l.to_string()
+            }
         })
         .collect();
     let bad = bad.join("\n");

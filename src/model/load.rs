@@ -687,7 +687,7 @@ fn load_hf(
             .load(name, &Device::Cpu)
             .map_err(|e| Error::model(format!("tensor `{name}`: {e}")))?;
         if let Ok(view) = st.get(name) {
-            release_mapped(&view.data());
+            release_mapped(view.data());
         }
         Ok(t)
     };

@@ -948,7 +948,8 @@ mod tests {
             .map(|r| quantize_q8_0(r).iter().map(widen_q8_0).collect())
             .collect();
         let bpr = cols / 32;
-        let mut kernels: Vec<(&str, DotFns<W41, A81>, DotFns<B80, B80>)> = vec![];
+        type Kernels = (&'static str, DotFns<W41, A81>, DotFns<B80, B80>);
+        let mut kernels: Vec<Kernels> = vec![];
         if has_avx2_fma() {
             kernels.push((
                 "avx2",
