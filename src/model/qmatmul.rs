@@ -618,6 +618,37 @@ unsafe fn half_256(acc: std::arch::x86_64::__m512, high: bool) -> std::arch::x86
     }
 }
 
+/// `acc + (d0 | d1) · sum`: the block's scale of each row of a pair (`d0` in the low half, `d1` in
+/// the high one) times its lane sums, accumulated.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+#[inline]
+unsafe fn fma_pair(
+    acc: std::arch::x86_64::__m512,
+    d0: f32,
+    d1: f32,
+    sum: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+    _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc)
+}
+
+/// Row `k`'s eight lanes: a half of its pair's accumulator, or the odd last row's own.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+#[inline]
+unsafe fn row_lanes(
+    pairs: &[std::arch::x86_64::__m512],
+    odd: std::arch::x86_64::__m256,
+    k: usize,
+) -> std::arch::x86_64::__m256 {
+    match pairs.get(k / 2) {
+        Some(&acc) => half_256(acc, k % 2 == 1),
+        None => odd,
+    }
+}
+
 /// [`vec_dot_q4_1_q8_1_avx2`] with VNNI: `M` ≤ 4 activation rows, in pairs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
@@ -645,12 +676,7 @@ unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
                 _mm256_loadu_si256(y1.qs.as_ptr() as *const __m256i),
             );
             let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx2, qy);
-            let d = _mm512_mask_blend_ps(
-                0xFF00,
-                _mm512_set1_ps(xb.d * y0.d),
-                _mm512_set1_ps(xb.d * y1.d),
-            );
-            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), *acc);
+            *acc = fma_pair(*acc, xb.d * y0.d, xb.d * y1.d, sum);
         }
         if M % 2 == 1 {
             let y = &ys[M - 1][b];
@@ -660,14 +686,7 @@ unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
             acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc1);
         }
     }
-    std::array::from_fn(|k| {
-        let lanes = if k < 2 * pairs {
-            half_256(acc2[k / 2], k % 2 == 1)
-        } else {
-            acc1
-        };
-        hsum8_avx(lanes) + summs[k]
-    })
+    std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)) + summs[k])
 }
 
 /// [`dot_q8_0_tinyblas_avx2`] with VNNI (tinyBLAS's `updot` with `__AVX512VNNI__`): `M` ≤ 4
@@ -693,12 +712,7 @@ unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[B80]; M]) -> 
                 sa2,
                 pair_512(signed(y0), signed(y1)),
             );
-            let d = _mm512_mask_blend_ps(
-                0xFF00,
-                _mm512_set1_ps(xb.d * y0.d),
-                _mm512_set1_ps(xb.d * y1.d),
-            );
-            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), *acc);
+            *acc = fma_pair(*acc, xb.d * y0.d, xb.d * y1.d, sum);
         }
         if M % 2 == 1 {
             let y = &ys[M - 1][b];
@@ -706,13 +720,7 @@ unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[B80]; M]) -> 
             acc1 = _mm256_fmadd_ps(_mm256_set1_ps(xb.d * y.d), _mm256_cvtepi32_ps(sum), acc1);
         }
     }
-    std::array::from_fn(|k| {
-        if k < 2 * pairs {
-            hsum8_avx(half_256(acc2[k / 2], k % 2 == 1))
-        } else {
-            hsum8_avx(acc1)
-        }
-    })
+    std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)))
 }
 
 // ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
@@ -964,33 +972,45 @@ mod tests {
                 (dot_q8_0_tinyblas_vnni::<1>, dot_q8_0_tinyblas_vnni::<4>),
             ));
         }
-        for (name, (one41, four41), (one80, four80)) in kernels {
-            for r in 0..rows {
-                let w = &k41.w[r * bpr..(r + 1) * bpr];
-                // SAFETY: the features were detected above.
-                let four = unsafe { four41(w, [&a81[0], &a81[1], &a81[2], &a81[3]]) };
-                for i in 0..4 {
-                    let want = vec_dot_q4_1_q8_1_scalar(w, &a81[i]);
-                    assert_eq!(
-                        four[i].to_bits(),
-                        want.to_bits(),
-                        "{name} q4_1 row {r} col {i}"
-                    );
-                    let one = unsafe { one41(w, [&a81[i]]) }[0];
-                    assert_eq!(one.to_bits(), want.to_bits(), "{name} q4_1 single");
-                }
-                let w = &w80[r * bpr..(r + 1) * bpr];
-                let four = unsafe { four80(w, [&b80[0], &b80[1], &b80[2], &b80[3]]) };
-                for i in 0..4 {
-                    let want = dot_q8_0_tinyblas_scalar(w, &b80[i]);
-                    assert_eq!(
-                        four[i].to_bits(),
-                        want.to_bits(),
-                        "{name} q8_0 row {r} col {i}"
-                    );
-                    let one = unsafe { one80(w, [&b80[i]]) }[0];
-                    assert_eq!(one.to_bits(), want.to_bits(), "{name} q8_0 single");
-                }
+        for (name, q41, q80) in kernels {
+            same_bits(
+                &format!("{name} q4_1"),
+                &k41.w,
+                &a81,
+                bpr,
+                q41,
+                vec_dot_q4_1_q8_1_scalar,
+            );
+            same_bits(
+                &format!("{name} q8_0"),
+                &w80,
+                &b80,
+                bpr,
+                q80,
+                dot_q8_0_tinyblas_scalar,
+            );
+        }
+    }
+
+    /// Each weight row's dot with four activation rows, through a kernel's one-row and four-row
+    /// functions, has the scalar reference's bits.
+    #[cfg(target_arch = "x86_64")]
+    fn same_bits<W, A>(
+        what: &str,
+        w: &[W],
+        acts: &[Vec<A>],
+        bpr: usize,
+        (one, four): DotFns<W, A>,
+        scalar: fn(&[W], &[A]) -> f32,
+    ) {
+        for (r, w) in w.chunks(bpr).enumerate() {
+            // SAFETY: the caller detected the features the kernel is compiled for.
+            let got = unsafe { four(w, [&acts[0], &acts[1], &acts[2], &acts[3]]) };
+            for (i, a) in acts.iter().enumerate() {
+                let want = scalar(w, a).to_bits();
+                assert_eq!(got[i].to_bits(), want, "{what}: row {r}, column {i}");
+                let alone = unsafe { one(w, [a]) }[0];
+                assert_eq!(alone.to_bits(), want, "{what}: row {r}, column {i} alone");
             }
         }
     }
