@@ -320,8 +320,6 @@ pub struct LlamaCpp<'m, 't> {
     m: &'m Llama,
     b: usize,
     s: usize,
-    lens: Vec<usize>,
-    offs: Vec<usize>,
     tokens: usize,
     packed: bool,
     /// ggml's RoPE cache of each position: `ropes[i]` for position `i` of every row when the rows
@@ -345,8 +343,6 @@ impl<'m, 't> LlamaCpp<'m, 't> {
             m,
             b: rows.b,
             s: rows.s,
-            lens: rows.lens.clone(),
-            offs: rows.offs.clone(),
             tokens: rows.tokens(),
             packed: rows.is_packed(),
             ropes,
@@ -401,7 +397,7 @@ impl Arith for LlamaCpp<'_, '_> {
         let (q_tok, kv_tok) = (nh * hd, nkv * hd);
         let mut y = vec![0f32; self.tokens * q_tok];
         for r in 0..self.b {
-            let (s, o) = (self.lens[r], self.offs[r]);
+            let (s, o) = (rows.lens[r], rows.offs[r]);
             let p = rows.starts[r];
             let t = p + s;
             let past = match rows.past(layer, r)? {

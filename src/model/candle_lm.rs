@@ -80,23 +80,41 @@ impl CandleLm {
         })
     }
 
-    fn ids(rows: &[&[u32]], width: usize) -> Result<Tensor> {
-        let mut flat = Vec::with_capacity(rows.len() * width);
-        for r in rows {
-            flat.extend_from_slice(r);
-            flat.extend(std::iter::repeat_n(0u32, width - r.len()));
+    /// Run `tokens` in chunks of at most `prefill_chunk`, each after the cache of the ones
+    /// before (bounds attention memory).
+    fn prefill(&self, tokens: &[u32]) -> Result<KvCache> {
+        let mut cache = KvCache::default();
+        for chunk in tokens.chunks(self.prefill_chunk.max(1)) {
+            let (_, mut c) = self.llama.forward_packed(&[(chunk, Some(&cache))], true)?;
+            cache = c.pop().unwrap_or_default();
         }
-        Ok(Tensor::from_vec(flat, (rows.len(), width), &Device::Cpu)?)
+        Ok(cache)
     }
 
-    /// Run `tokens` after `cache` in chunks, extending the cache.
-    fn prefill(&self, tokens: &[u32], mut cache: Option<KvCache>) -> Result<KvCache> {
-        for chunk in tokens.chunks(self.prefill_chunk.max(1)) {
-            let t = Self::ids(&[chunk], chunk.len())?;
-            let (_, c) = self.llama.forward(&t, cache.as_ref(), true)?;
-            cache = c;
+    /// The cache of each of `prompts` (empty for an empty one): the short ones computed
+    /// together in packed passes, a longer one alone in chunks ([`CandleLm::prefill`]).
+    fn prefill_many(&self, prompts: &[&[u32]]) -> Result<Vec<KvCache>> {
+        let mut caches = vec![KvCache::default(); prompts.len()];
+        let short: Vec<usize> = (0..prompts.len())
+            .filter(|&i| !prompts[i].is_empty() && prompts[i].len() <= self.prefill_chunk)
+            .collect();
+        let sizes: Vec<usize> = short.iter().map(|&i| prompts[i].len()).collect();
+        for g in pack_groups(&sizes, PACK_TOKENS) {
+            let rows: Vec<(&[u32], Option<&KvCache>)> = short[g.clone()]
+                .iter()
+                .map(|&i| (prompts[i], None))
+                .collect();
+            let (_, cs) = self.llama.forward_packed(&rows, true)?;
+            for (&i, c) in short[g].iter().zip(cs) {
+                caches[i] = c;
+            }
         }
-        Ok(cache.unwrap_or_default())
+        for (cache, p) in caches.iter_mut().zip(prompts) {
+            if p.len() > self.prefill_chunk {
+                *cache = self.prefill(p)?;
+            }
+        }
+        Ok(caches)
     }
 }
 
@@ -133,27 +151,13 @@ impl CandleLm {
             .iter()
             .map(|r| shared_prefix(&reqs[r.clone()]))
             .collect();
-        // 1. The prefixes: short ones packed together, a long one in chunks of its own.
-        let mut caches: Vec<Option<KvCache>> = vec![None; runs.len()];
-        let short: Vec<usize> = (0..runs.len())
-            .filter(|&i| prefix[i] > 0 && prefix[i] <= self.prefill_chunk)
+        // 1. The prefixes (an empty one where requests share none).
+        let heads: Vec<&[u32]> = runs
+            .iter()
+            .zip(&prefix)
+            .map(|(run, &p)| &reqs[run.start].input[..p])
             .collect();
-        let sizes: Vec<usize> = short.iter().map(|&i| prefix[i]).collect();
-        for g in pack_groups(&sizes, PACK_TOKENS) {
-            let rows: Vec<(&[u32], Option<&KvCache>)> = short[g.clone()]
-                .iter()
-                .map(|&i| (&reqs[runs[i].start].input[..prefix[i]], None))
-                .collect();
-            let (_, cs) = self.llama.forward_packed(&rows, true)?;
-            for (&i, c) in short[g].iter().zip(cs) {
-                caches[i] = Some(c);
-            }
-        }
-        for (i, run) in runs.iter().enumerate() {
-            if prefix[i] > self.prefill_chunk {
-                caches[i] = Some(self.prefill(&reqs[run.start].input[..prefix[i]], None)?);
-            }
-        }
+        let caches = self.prefill_many(&heads)?;
         // 2. Every request's rest after its run's prefix.
         let mut owner = vec![0; reqs.len()];
         for (i, run) in runs.iter().enumerate() {
@@ -168,7 +172,7 @@ impl CandleLm {
                 .clone()
                 .map(|j| {
                     let i = owner[j];
-                    (&reqs[j].input[prefix[i]..], caches[i].as_ref())
+                    (&reqs[j].input[prefix[i]..], Some(&caches[i]))
                 })
                 .collect();
             let (hidden, _) = self.llama.forward_packed(&rows, false)?;
@@ -398,8 +402,8 @@ impl LanguageModel for CandleLm {
         // The engine bounds the call by --batch-size: every prompt decodes in one batch.
         let idx: Vec<usize> = (0..prompts.len()).collect();
         for chunk in idx.chunks(idx.len().max(1)) {
-            // The prompts are prefilled in packed passes (a long one alone, in chunks), then
-            // the decoding steps of the chunk run batched.
+            // The prompts are prefilled together ([`CandleLm::prefill_many`]), then the
+            // decoding steps of the chunk run batched.
             let mut rows: Vec<GenRow> = Vec::with_capacity(chunk.len());
             let mut heads: Vec<&[u32]> = Vec::with_capacity(chunk.len());
             for &i in chunk {
@@ -424,22 +428,8 @@ impl LanguageModel for CandleLm {
                     limit,
                 });
             }
-            let short: Vec<usize> = (0..heads.len())
-                .filter(|&r| !heads[r].is_empty() && heads[r].len() <= self.prefill_chunk)
-                .collect();
-            let sizes: Vec<usize> = short.iter().map(|&r| heads[r].len()).collect();
-            for g in pack_groups(&sizes, PACK_TOKENS) {
-                let packed: Vec<(&[u32], Option<&KvCache>)> =
-                    short[g.clone()].iter().map(|&r| (heads[r], None)).collect();
-                let (_, caches) = self.llama.forward_packed(&packed, true)?;
-                for (&r, c) in short[g].iter().zip(caches) {
-                    rows[r].cache = c;
-                }
-            }
-            for (r, head) in heads.iter().enumerate() {
-                if head.len() > self.prefill_chunk {
-                    rows[r].cache = self.prefill(head, None)?;
-                }
+            for (row, cache) in rows.iter_mut().zip(self.prefill_many(&heads)?) {
+                row.cache = cache;
             }
             loop {
                 let active: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r].done).collect();

@@ -37,18 +37,21 @@ impl Weight {
         let n = x.elem_count() / inner;
         let x2 = x.reshape((n, inner))?;
         let y = match self {
-            Weight::Dense(w) if n < dense_min_rows(w) => {
+            Weight::Dense(w) => {
                 // gemm computes one row (a matrix-vector product) or a tiny output (≤ 256
                 // values) on paths whose sums are ordered differently from its matrix kernel:
                 // a row computed alone would not equal the same row in a batch, and a number
-                // would depend on --batch-size. Zero rows fill the call up to the matrix path.
-                let pad = Tensor::zeros((dense_min_rows(w) - n, inner), x2.dtype(), x2.device())?;
-                let xd = Tensor::cat(&[&x2, &pad], 0)?.to_dtype(w.dtype())?;
-                xd.matmul(&w.t()?)?.narrow(0, 0, n)?.to_dtype(DType::F32)?
-            }
-            Weight::Dense(w) => {
-                let xd = x2.to_dtype(w.dtype())?;
-                xd.matmul(&w.t()?)?.to_dtype(DType::F32)?
+                // would depend on --batch-size. Zero rows fill such a call up to the matrix
+                // path.
+                let min = dense_min_rows(w);
+                let xp = if n < min {
+                    let pad = Tensor::zeros((min - n, inner), x2.dtype(), x2.device())?;
+                    Tensor::cat(&[&x2, &pad], 0)?
+                } else {
+                    x2
+                };
+                let y = xp.to_dtype(w.dtype())?.matmul(&w.t()?)?;
+                y.narrow(0, 0, n)?.to_dtype(DType::F32)?
             }
             Weight::Quant(q) => q.forward(&x2)?,
         };
