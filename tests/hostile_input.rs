@@ -6,7 +6,7 @@
 //! cause; a hostile sample fails that sample only; every case finishes well within a time bound.
 mod common;
 
-use common::{hermes, hub, repo, test_gguf};
+use common::{hermes, hub, test_gguf};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -14,22 +14,8 @@ use std::time::{Duration, Instant};
 fn corpus() -> &'static (PathBuf, Vec<serde_json::Value>) {
     static C: OnceLock<(PathBuf, Vec<serde_json::Value>)> = OnceLock::new();
     C.get_or_init(|| {
-        let dir = repo().join("target/hostile-inputs");
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = std::process::Command::new("python3")
-            .arg(repo().join("scripts/hostile-inputs.py"))
-            .arg(&dir)
-            .output()
-            .expect("run scripts/hostile-inputs.py");
-        assert!(
-            out.status.success(),
-            "hostile-inputs.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (dir, m) = common::script_corpus("hostile-inputs.py", &[], "hostile-inputs");
         write_empty_split(&dir.join("mirror-empty"));
-        let m: Vec<serde_json::Value> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
-                .unwrap();
         (dir, m)
     })
 }

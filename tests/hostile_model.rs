@@ -5,33 +5,20 @@
 //! lists the cases of each.
 mod common;
 
-use common::{hermes, repo, test_f32_dir, test_gguf};
+use common::{hermes, test_f32_dir, test_gguf};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn corpus() -> &'static (PathBuf, Vec<serde_json::Value>) {
     static C: OnceLock<(PathBuf, Vec<serde_json::Value>)> = OnceLock::new();
+    // Rewritten on every run (three of the cases copy the 540 MB safetensors file).
     C.get_or_init(|| {
-        // Rewritten on every run (three of the cases copy the 540 MB safetensors file).
-        let dir = repo().join("target/hostile-models");
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = std::process::Command::new("python3")
-            .arg(repo().join("scripts/hostile-models.py"))
-            .arg(test_gguf())
-            .arg(test_f32_dir())
-            .arg(&dir)
-            .output()
-            .expect("run scripts/hostile-models.py");
-        assert!(
-            out.status.success(),
-            "hostile-models.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let m: Vec<serde_json::Value> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
-                .unwrap();
-        (dir, m)
+        common::script_corpus(
+            "hostile-models.py",
+            &[test_gguf(), test_f32_dir()],
+            "hostile-models",
+        )
     })
 }
 

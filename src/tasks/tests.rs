@@ -492,26 +492,39 @@ fn glob_is_linear_not_exponential() {
     assert!(!glob_match(&evil, &"a".repeat(200)));
 }
 
-/// Fuzz reproducer (task_file target): a stray `}}}` in an expression made minijinja's lexer
-/// panic ("empty lexer stack"); it is an error naming the expression.
-#[test]
-fn unbalanced_braces_in_an_expression_are_an_error_not_a_panic() {
+/// arc_easy.toml with the line that starts with `key` replaced by `line`.
+fn arc_easy_with(key: &str, line: &str) -> String {
     let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tasks/arc_easy.toml"))
         .unwrap();
     let bad = src
         .lines()
-        .map(|l| {
-            if l.starts_with("gold") {
-                r#"gold = '{"A": 0, "B": 1, "C": 2, "D": 3, "E": 4, "1": 0, "2": 1, "3": 2, "4": 3, "5": 4}}}[answerKey]'"#.to_string()
-            } else {
-                l.to_string()
-            }
-        })
+        .map(|l| if l.starts_with(key) { line } else { l })
         .collect::<Vec<_>>()
         .join("\n");
-    assert_ne!(bad, src, "the gold line was replaced");
-    let Err(e) = Task::from_toml(&bad, "fuzz.toml") else {
-        panic!("a gold expression with unbalanced braces was accepted");
-    };
-    assert!(e.to_string().contains("gold expression"), "{e}");
+    assert_ne!(bad, src, "the {key} line was replaced");
+    bad
+}
+
+/// Fuzz reproducers (task_file target): stray braces in an expression made minijinja's lexer
+/// panic ("empty lexer stack"): `}}}` in gold (session 6), `choices}}ext` as the choices
+/// (session 7). Each is an error naming the expression.
+#[test]
+fn unbalanced_braces_in_an_expression_are_an_error_not_a_panic() {
+    for (key, line, what) in [
+        (
+            "gold",
+            r#"gold = '{"A": 0, "B": 1, "C": 2, "D": 3, "E": 4, "1": 0, "2": 1, "3": 2, "4": 3, "5": 4}}}[answerKey]'"#,
+            "gold expression",
+        ),
+        (
+            "choices ",
+            r#"choices = "choices}}ext""#,
+            "choices expression",
+        ),
+    ] {
+        let Err(e) = Task::from_toml(&arc_easy_with(key, line), "fuzz.toml") else {
+            panic!("{what} with unbalanced braces was accepted");
+        };
+        assert!(e.to_string().contains(what), "{e}");
+    }
 }

@@ -213,3 +213,28 @@ pub fn vocab_cases(name: &str) -> Vec<(String, Vec<u32>)> {
     assert_eq!(texts.len(), ids.len(), "{name}: .inp and .out disagree");
     texts.into_iter().map(String::from).zip(ids).collect()
 }
+
+/// A corpus a repository script writes (`python3 scripts/<script> ARGS… target/<dir>`, the
+/// directory rewritten), with the cases of its `manifest.json`.
+pub fn script_corpus(
+    script: &str,
+    args: &[PathBuf],
+    dir: &str,
+) -> (PathBuf, Vec<serde_json::Value>) {
+    let dir = repo().join("target").join(dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("scripts").join(script))
+        .args(args)
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    (dir, m)
+}
