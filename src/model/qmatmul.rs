@@ -231,14 +231,6 @@ const _: () = assert!(std::mem::size_of::<BlockQ41>() == std::mem::size_of::<Blo
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct BlockQ81 {
-    d: f16,
-    s: f16,
-    qs: [i8; 32],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
 struct BlockQ80 {
     d: f16,
     qs: [i8; 32],
@@ -246,7 +238,43 @@ struct BlockQ80 {
 const _: () = assert!(std::mem::size_of::<BlockQ80>() == std::mem::size_of::<BlockQ8_0>());
 
 /// Scale 32 values to i8 like llama.cpp: d = max|x|/127, q = round-half-even(x·127/max|x|).
+/// Returns `d` and the sum of the quants.
 fn quant_block_q8(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if block_isa() == Isa::Avx512Vnni && x.len() == 32 {
+        // SAFETY: the CPU has AVX-512 (F, BW, VL); x holds 32 values.
+        return unsafe { quant_block_q8_avx512(x, qs) };
+    }
+    quant_block_q8_scalar(x, qs)
+}
+
+/// [`quant_block_q8`] with AVX-512, as llama.cpp's `quantize_row_q8_0`/`_q8_1` with AVX: the
+/// same maximum, products `x·id` rounded to nearest-even by `cvtps2dq` (MXCSR's default), the
+/// same integers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quant_block_q8_avx512(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
+    use std::arch::x86_64::*;
+    let (a, b) = (
+        _mm512_loadu_ps(x.as_ptr()),
+        _mm512_loadu_ps(x.as_ptr().add(16)),
+    );
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    let d = amax / 127.0;
+    let id = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+    let (ia, ib) = (
+        _mm512_cvtps_epi32(_mm512_mul_ps(a, id)),
+        _mm512_cvtps_epi32(_mm512_mul_ps(b, id)),
+    );
+    _mm_storeu_si128(qs.as_mut_ptr() as *mut __m128i, _mm512_cvtsepi32_epi8(ia));
+    _mm_storeu_si128(
+        qs.as_mut_ptr().add(16) as *mut __m128i,
+        _mm512_cvtsepi32_epi8(ib),
+    );
+    (d, _mm512_reduce_add_epi32(_mm512_add_epi32(ia, ib)))
+}
+
+fn quant_block_q8_scalar(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
@@ -257,22 +285,6 @@ fn quant_block_q8(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
         sum += r;
     }
     (d, sum)
-}
-
-fn quantize_q8_1(x: &[f32]) -> Vec<BlockQ81> {
-    x.chunks_exact(32)
-        .map(|c| {
-            let mut b = BlockQ81 {
-                d: f16::ZERO,
-                s: f16::ZERO,
-                qs: [0; 32],
-            };
-            let (d, sum) = quant_block_q8(c, &mut b.qs);
-            b.d = f16::from_f32(d);
-            b.s = f16::from_f32(d * sum as f32);
-            b
-        })
-        .collect()
 }
 
 fn quantize_q8_0(x: &[f32]) -> Vec<BlockQ80> {
@@ -314,6 +326,21 @@ struct B80 {
     qs: [i8; 32],
 }
 
+/// llama.cpp's `quantize_row_q8_0`, the f16 scale widened to f32.
+fn quantize_b80(x: &[f32]) -> Vec<B80> {
+    x.chunks_exact(32)
+        .map(|c| {
+            let mut b = B80 {
+                d: 0.0,
+                qs: [0; 32],
+            };
+            let (d, _) = quant_block_q8(c, &mut b.qs);
+            b.d = f16::from_f32(d).to_f32();
+            b
+        })
+        .collect()
+}
+
 fn widen_q8_0(b: &BlockQ80) -> B80 {
     B80 {
         d: b.d.to_f32(),
@@ -324,13 +351,26 @@ fn widen_q8_0(b: &BlockQ80) -> B80 {
 /// Activation rows at a time in the multi-row kernels (each dot keeps its own accumulation order).
 const COLS_AT_ONCE: usize = 4;
 
-/// [`for_each_dot`] with a kernel that computes `COLS_AT_ONCE` activation rows per weight row.
+/// Weight rows and activation rows of one tile of the VNNI tile kernels: every weight block is
+/// unpacked once for `TILE_A` activation rows and every activation block loaded once for
+/// `TILE_W` weight rows, each (weight row, activation row) dot keeping its own accumulation.
+const TILE_W: usize = 4;
+const TILE_A: usize = 8;
+
+/// `tile(w, a)`: the `TILE_W × TILE_A` dots of `TILE_W` consecutive weight rows and `TILE_A`
+/// consecutive activation rows (`bpr` blocks each), `out[i][r]`.
+#[cfg(target_arch = "x86_64")]
+type TileFn<W, A> = unsafe fn(&[W], &[A], usize) -> [[f32; TILE_W]; TILE_A];
+
+/// [`for_each_dot`] with a kernel that computes `COLS_AT_ONCE` activation rows per weight row,
+/// and whole `TILE_W × TILE_A` tiles with `tile` where it is given.
 fn for_each_dot_x4(
     rows: usize,
     n: usize,
     out: &mut [f32],
     dot: impl Fn(usize, usize) -> f32 + Sync,
     dot4: impl Fn(usize, usize) -> [f32; COLS_AT_ONCE] + Sync,
+    tile: Option<&(dyn Fn(usize, usize) -> [[f32; TILE_W]; TILE_A] + Sync)>,
 ) {
     assert_eq!(out.len(), rows * n);
     let ptr = SendPtr(out.as_mut_ptr());
@@ -338,20 +378,41 @@ fn for_each_dot_x4(
         let p = ptr;
         let r0 = c * ROW_CHUNK;
         let r1 = (r0 + ROW_CHUNK).min(rows);
+        // SAFETY (every write below): each (i, r) is written by exactly one task; in bounds.
+        let put = |i: usize, r: usize, v: f32| unsafe { *p.0.add(i * rows + r) = v };
         let mut i = 0;
+        if let Some(tile) = tile {
+            while i + TILE_A <= n {
+                let mut r = r0;
+                while r + TILE_W <= r1 {
+                    for (k, vs) in tile(r, i).iter().enumerate() {
+                        for (j, &v) in vs.iter().enumerate() {
+                            put(i + k, r + j, v);
+                        }
+                    }
+                    r += TILE_W;
+                }
+                for r in r..r1 {
+                    for h in (0..TILE_A).step_by(COLS_AT_ONCE) {
+                        for (k, v) in dot4(r, i + h).into_iter().enumerate() {
+                            put(i + h + k, r, v);
+                        }
+                    }
+                }
+                i += TILE_A;
+            }
+        }
         while i + COLS_AT_ONCE <= n {
             for r in r0..r1 {
                 for (k, v) in dot4(r, i).into_iter().enumerate() {
-                    // SAFETY: each (i + k, r) is written by exactly one task; in bounds.
-                    unsafe { *p.0.add((i + k) * rows + r) = v };
+                    put(i + k, r, v);
                 }
             }
             i += COLS_AT_ONCE;
         }
         for i in i..n {
             for r in r0..r1 {
-                // SAFETY: as above.
-                unsafe { *p.0.add(i * rows + r) = dot(r, i) };
+                put(i, r, dot(r, i));
             }
         }
     });
@@ -362,9 +423,10 @@ fn for_each_dot_x4(
 struct BlockDots<W, A> {
     #[cfg(target_arch = "x86_64")]
     avx: DotFns<W, A>,
-    /// The same integer products with AVX-512 VNNI (`vpdpbusd`), where the CPU has it.
+    /// The same integer products with AVX-512 VNNI (`vpdpbusd`), where the CPU has it, and its
+    /// tile kernel.
     #[cfg(target_arch = "x86_64")]
-    vnni: DotFns<W, A>,
+    vnni: (DotFns<W, A>, Option<TileFn<W, A>>),
     scalar: fn(&[W], &[A]) -> f32,
 }
 
@@ -379,24 +441,36 @@ impl<W: Sync, A: Sync> BlockDots<W, A> {
     /// `out[i * rows + r]` = dot of weight row `r` (`bpr` blocks of `w`) and activation row `i`
     /// (`bpr` blocks of `xq`), for `n` activation rows.
     fn matmul(&self, w: &[W], xq: &[A], rows: usize, bpr: usize, n: usize, out: &mut [f32]) {
-        let w = |r: usize| &w[r * bpr..(r + 1) * bpr];
+        let wr = |r: usize| &w[r * bpr..(r + 1) * bpr];
         let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
         #[cfg(target_arch = "x86_64")]
-        if let Some((one, four)) = match block_isa() {
+        if let Some(((one, four), tile)) = match block_isa() {
             Isa::Avx512Vnni => Some(self.vnni),
-            Isa::Avx2 => Some(self.avx),
+            Isa::Avx2 => Some((self.avx, None)),
             Isa::Scalar => None,
         } {
             // SAFETY: block_isa saw the CPU support the features the kernels are compiled for.
+            let tiles = tile.map(|t| {
+                move |r: usize, i: usize| unsafe {
+                    t(
+                        &w[r * bpr..(r + TILE_W) * bpr],
+                        &xq[i * bpr..(i + TILE_A) * bpr],
+                        bpr,
+                    )
+                }
+            });
             return for_each_dot_x4(
                 rows,
                 n,
                 out,
-                |r, i| unsafe { one(w(r), [a(i)])[0] },
-                |r, i| unsafe { four(w(r), [a(i), a(i + 1), a(i + 2), a(i + 3)]) },
+                |r, i| unsafe { one(wr(r), [a(i)])[0] },
+                |r, i| unsafe { four(wr(r), [a(i), a(i + 1), a(i + 2), a(i + 3)]) },
+                tiles
+                    .as_ref()
+                    .map(|t| t as &(dyn Fn(usize, usize) -> [[f32; TILE_W]; TILE_A] + Sync)),
             );
         }
-        for_each_dot(rows, n, out, |r, i| (self.scalar)(w(r), a(i)));
+        for_each_dot(rows, n, out, |r, i| (self.scalar)(wr(r), a(i)));
     }
 }
 
@@ -431,13 +505,19 @@ impl Q41Kernel {
     }
 }
 
+/// llama.cpp's `quantize_row_q8_1` (f16 `d` and `s = d·Σq`), `d` and `s` widened to f32.
 fn quantize_a81(x: &[f32]) -> Vec<A81> {
-    quantize_q8_1(x)
-        .iter()
-        .map(|b| A81 {
-            d: b.d.to_f32(),
-            s: b.s.to_f32(),
-            qs: b.qs,
+    x.chunks_exact(32)
+        .map(|c| {
+            let mut b = A81 {
+                d: 0.0,
+                s: 0.0,
+                qs: [0; 32],
+            };
+            let (d, sum) = quant_block_q8(c, &mut b.qs);
+            b.d = f16::from_f32(d).to_f32();
+            b.s = f16::from_f32(d * sum as f32).to_f32();
+            b
         })
         .collect()
 }
@@ -514,8 +594,11 @@ impl Kernel for Q41Kernel {
             ),
             #[cfg(target_arch = "x86_64")]
             vnni: (
-                vec_dot_q4_1_q8_1_vnni::<1>,
-                vec_dot_q4_1_q8_1_vnni::<COLS_AT_ONCE>,
+                (
+                    vec_dot_q4_1_q8_1_vnni::<1>,
+                    vec_dot_q4_1_q8_1_vnni::<COLS_AT_ONCE>,
+                ),
+                Some(q4_1_tile_vnni),
             ),
             scalar: vec_dot_q4_1_q8_1_scalar,
         };
@@ -692,6 +775,69 @@ unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)) + summs[k])
 }
 
+/// [`vec_dot_q4_1_q8_1_vnni`] for a `TILE_W × TILE_A` tile. Two weight rows share a 512-bit
+/// register (one unpacked block per 256-bit half) and each activation block is broadcast to
+/// both halves, so one `vpdpbusd` gives two dots' eight lane sums; each dot accumulates
+/// `fma(dx·dy, lane sums, acc)` block after block and `summs = fma(m, s, summs)` (four weight
+/// rows in one 128-bit register) exactly as the one-row kernel, so the bits are the same.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx512bw,avx2,fma")]
+unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TILE_A] {
+    use std::arch::x86_64::*;
+    const PAIRS: usize = TILE_W / 2;
+    assert!(w.len() >= TILE_W * bpr && a.len() >= TILE_A * bpr);
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    // SAFETY (every `add` below): r < TILE_W, i < TILE_A and b < bpr, within the asserted lengths.
+    let wb = |r: usize, b: usize| &*wp.add(r * bpr + b);
+    let ab = |i: usize, b: usize| &*ap.add(i * bpr + b);
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = [[_mm512_setzero_ps(); TILE_A]; PAIRS];
+    for b in 0..bpr {
+        let mut wq = [_mm512_setzero_si512(); PAIRS];
+        let mut wd = [_mm512_setzero_ps(); PAIRS];
+        for p in 0..PAIRS {
+            let (x0, x1) = (wb(2 * p, b), wb(2 * p + 1, b));
+            let q = _mm256_set_m128i(
+                _mm_loadu_si128(x1.qs.as_ptr() as *const __m128i),
+                _mm_loadu_si128(x0.qs.as_ptr() as *const __m128i),
+            );
+            // 128-bit lanes [q0, q0, q1, q1], the second of each pair shifted to its high nibbles
+            let z = _mm512_castsi256_si512(q);
+            let z = _mm512_shuffle_i64x2(z, z, 0b01_01_00_00);
+            let z = _mm512_mask_blend_epi64(0b1100_1100, z, _mm512_srli_epi16(z, 4));
+            wq[p] = _mm512_and_si512(z, low);
+            wd[p] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(x0.d), _mm512_set1_ps(x1.d));
+        }
+        for i in 0..TILE_A {
+            let y = ab(i, b);
+            let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
+            let dy = _mm512_set1_ps(y.d);
+            for p in 0..PAIRS {
+                let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[p], qy);
+                let d = _mm512_mul_ps(wd[p], dy);
+                acc[p][i] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p][i]);
+            }
+        }
+    }
+    // The minimum terms, each dot's own chain (in a second loop: registers).
+    let mut summs = [_mm_setzero_ps(); TILE_A];
+    for b in 0..bpr {
+        let m = _mm_set_ps(wb(3, b).m, wb(2, b).m, wb(1, b).m, wb(0, b).m);
+        for (i, s) in summs.iter_mut().enumerate() {
+            *s = _mm_fmadd_ps(m, _mm_set1_ps(ab(i, b).s), *s);
+        }
+    }
+    let mut out = [[0f32; TILE_W]; TILE_A];
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut s = [0f32; TILE_W];
+        _mm_storeu_ps(s.as_mut_ptr(), summs[i]);
+        for (r, v) in o.iter_mut().enumerate() {
+            *v = hsum8_avx(half_256(acc[r / 2][i], r % 2 == 1)) + s[r];
+        }
+    }
+    out
+}
+
 /// [`dot_q8_0_tinyblas_avx2`] with VNNI (tinyBLAS's `updot` with `__AVX512VNNI__`): `M` ≤ 4
 /// activation rows, in pairs.
 #[cfg(target_arch = "x86_64")]
@@ -726,6 +872,58 @@ unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[B80]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)))
 }
 
+/// [`dot_q8_0_tinyblas_vnni`] for a `TILE_W × TILE_A` tile, paired like [`q4_1_tile_vnni`]:
+/// two weight rows' `|w|` in one register, each activation block broadcast to both halves and
+/// given the sign of its weight (`_mm256_sign_epi8` negates where the weight is negative and
+/// zeroes where it is 0, which `|w| = 0` zeroes anyway), the same lane sums and float order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx512bw,avx2,fma")]
+unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TILE_A] {
+    use std::arch::x86_64::*;
+    const PAIRS: usize = TILE_W / 2;
+    assert!(w.len() >= TILE_W * bpr && a.len() >= TILE_A * bpr);
+    let (wp, ap) = (w.as_ptr(), a.as_ptr());
+    // SAFETY (every `add` below): r < TILE_W, i < TILE_A and b < bpr, within the asserted lengths.
+    let wb = |r: usize, b: usize| &*wp.add(r * bpr + b);
+    let ab = |i: usize, b: usize| &*ap.add(i * bpr + b);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); TILE_A]; PAIRS];
+    for b in 0..bpr {
+        let mut wq = [zero; PAIRS];
+        let mut neg = [0u64; PAIRS];
+        let mut wd = [_mm512_setzero_ps(); PAIRS];
+        for p in 0..PAIRS {
+            let (x0, x1) = (wb(2 * p, b), wb(2 * p + 1, b));
+            let z = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256(x0.qs.as_ptr() as *const __m256i)),
+                _mm256_loadu_si256(x1.qs.as_ptr() as *const __m256i),
+                1,
+            );
+            neg[p] = _mm512_movepi8_mask(z);
+            wq[p] = _mm512_abs_epi8(z);
+            wd[p] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(x0.d), _mm512_set1_ps(x1.d));
+        }
+        for i in 0..TILE_A {
+            let y = ab(i, b);
+            let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
+            let dy = _mm512_set1_ps(y.d);
+            for p in 0..PAIRS {
+                let sy = _mm512_mask_sub_epi8(qy, neg[p], zero, qy);
+                let sum = _mm512_dpbusd_epi32(zero, wq[p], sy);
+                let d = _mm512_mul_ps(wd[p], dy);
+                acc[p][i] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p][i]);
+            }
+        }
+    }
+    let mut out = [[0f32; TILE_W]; TILE_A];
+    for (i, o) in out.iter_mut().enumerate() {
+        for (r, v) in o.iter_mut().enumerate() {
+            *v = hsum8_avx(half_256(acc[r / 2][i], r % 2 == 1));
+        }
+    }
+    out
+}
+
 // ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
 //
 // With two or more activation rows (every prompt llama.cpp evaluates) its x86 CPU backend computes
@@ -746,7 +944,7 @@ impl Kernel for Q80Kernel {
         let bpr = self.cols / 32;
         let xq: Vec<B80> = x
             .par_chunks(self.cols)
-            .flat_map_iter(|r| quantize_q8_0(r).iter().map(widen_q8_0).collect::<Vec<_>>())
+            .flat_map_iter(quantize_b80)
             .collect();
         let dots = BlockDots {
             #[cfg(target_arch = "x86_64")]
@@ -756,8 +954,11 @@ impl Kernel for Q80Kernel {
             ),
             #[cfg(target_arch = "x86_64")]
             vnni: (
-                dot_q8_0_tinyblas_vnni::<1>,
-                dot_q8_0_tinyblas_vnni::<COLS_AT_ONCE>,
+                (
+                    dot_q8_0_tinyblas_vnni::<1>,
+                    dot_q8_0_tinyblas_vnni::<COLS_AT_ONCE>,
+                ),
+                Some(q8_0_tile_vnni),
             ),
             scalar: dot_q8_0_tinyblas_scalar,
         };
@@ -948,6 +1149,23 @@ mod tests {
             cols,
         );
         let a81: Vec<Vec<A81>> = x.chunks(cols).map(quantize_a81).collect();
+        let bpr = cols / 32;
+        if has_avx512_vnni() {
+            // The tile kernel: rows 4..8 of the weight, the 4 activation rows twice over.
+            let tile_acts: Vec<A81> = (0..TILE_A).flat_map(|i| a81[i % 4].clone()).collect();
+            let got = unsafe { q4_1_tile_vnni(&k41.w[4 * bpr..], &tile_acts, bpr) };
+            for (i, row) in got.iter().enumerate() {
+                for (r, v) in row.iter().enumerate() {
+                    let want =
+                        vec_dot_q4_1_q8_1_scalar(&k41.w[(4 + r) * bpr..(5 + r) * bpr], &a81[i % 4]);
+                    assert_eq!(
+                        v.to_bits(),
+                        want.to_bits(),
+                        "q4_1 tile: row {r}, column {i}"
+                    );
+                }
+            }
+        }
         let q80 = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
         let w80: Vec<B80> = blocks::<BlockQ80>(&q80.data().unwrap(), rows, cols)
             .unwrap()
@@ -958,7 +1176,21 @@ mod tests {
             .chunks(cols)
             .map(|r| quantize_q8_0(r).iter().map(widen_q8_0).collect())
             .collect();
-        let bpr = cols / 32;
+        if has_avx512_vnni() {
+            let tile_acts: Vec<B80> = (0..TILE_A).flat_map(|i| b80[i % 4].clone()).collect();
+            let got = unsafe { q8_0_tile_vnni(&w80[4 * bpr..], &tile_acts, bpr) };
+            for (i, row) in got.iter().enumerate() {
+                for (r, v) in row.iter().enumerate() {
+                    let want =
+                        dot_q8_0_tinyblas_scalar(&w80[(4 + r) * bpr..(5 + r) * bpr], &b80[i % 4]);
+                    assert_eq!(
+                        v.to_bits(),
+                        want.to_bits(),
+                        "q8_0 tile: row {r}, column {i}"
+                    );
+                }
+            }
+        }
         type Kernels = (&'static str, DotFns<W41, A81>, DotFns<B80, B80>);
         let mut kernels: Vec<Kernels> = vec![];
         if has_avx2_fma() {
@@ -1015,6 +1247,26 @@ mod tests {
                 let alone = unsafe { one(w, [a]) }[0];
                 assert_eq!(alone.to_bits(), want, "{what}: row {r}, column {i} alone");
             }
+        }
+    }
+
+    /// The AVX-512 activation quantizer gives the portable one's integers and scale.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_quantizer_matches_scalar() {
+        if !has_avx512_vnni() {
+            return;
+        }
+        let mut x = rand_vec(32 * 64, 21);
+        x[..32].fill(0.0); // an all-zero block: d = 0, every quant 0
+                           // a block scaled by exactly 1: 2.5 and -3.5 are ties (to even: 2 and -4)
+        x[32..64].fill(0.25);
+        (x[32], x[33], x[34]) = (127.0, 2.5, -3.5);
+        for c in x.chunks_exact(32) {
+            let (mut a, mut b) = ([0i8; 32], [0i8; 32]);
+            let fast = unsafe { quant_block_q8_avx512(c, &mut a) };
+            let slow = quant_block_q8_scalar(c, &mut b);
+            assert_eq!((fast.0.to_bits(), fast.1, a), (slow.0.to_bits(), slow.1, b));
         }
     }
 
