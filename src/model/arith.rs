@@ -64,8 +64,9 @@ pub struct F32<'m> {
     /// packed.
     cos: Tensor,
     sin: Tensor,
-    /// Each row's additive attention mask.
-    masks: Vec<Tensor>,
+    /// Each row's additive attention mask (none where every key is visible: one query after
+    /// its whole past).
+    masks: Vec<Option<Tensor>>,
 }
 
 /// Where each row of a packed call is, and its RoPE tables `[len, head_dim/2]`.
@@ -84,11 +85,14 @@ impl<'m> F32<'m> {
         let same = |r: usize| {
             r > 0 && rows.starts[r - 1] == rows.starts[r] && rows.lens[r - 1] == rows.lens[r]
         };
-        let mut masks: Vec<Tensor> = Vec::with_capacity(b);
+        let mut masks: Vec<Option<Tensor>> = Vec::with_capacity(b);
         for r in 0..b {
+            let (p, s) = (rows.starts[r], rows.lens[r]);
+            let visible = s == 1 && m.cfg.sliding_window.is_none_or(|w| p < w);
             masks.push(match masks.last() {
+                _ if visible => None,
                 Some(prev) if same(r) => prev.clone(),
-                _ => mask(m, rows.starts[r], rows.lens[r], n_rep)?,
+                _ => Some(mask(m, p, s, n_rep)?),
             });
         }
         if rows.is_packed() {
@@ -147,9 +151,36 @@ impl<'m> F32<'m> {
     }
 }
 
-/// RoPE cos/sin tables `[len, head_dim/2]` for positions `start..start + len`, with the
-/// configured frequency scaling, `rope_freqs` divisors and YaRN's attention factor.
+/// RoPE tables of positions `0..n`, grown (doubling) when a call needs a later position and
+/// otherwise only read: calls take views of them ([`rope_tables`]) or slices
+/// ([`LlamaCpp`]), nothing is recomputed per call.
+#[derive(Default)]
+pub struct RopeCache {
+    /// The Hugging Face model's cos and sin, `[n, head_dim/2]`.
+    hf: std::sync::RwLock<Option<(Tensor, Tensor)>>,
+    /// ggml's (cos, sin) pairs, `n · head_dim/2` of them ([`ggml::rope_cache`] per position).
+    ggml: std::sync::RwLock<std::sync::Arc<Vec<(f32, f32)>>>,
+}
+
+/// Positions to compute when `need` are needed and `have` are: at least double.
+fn grown(have: usize, need: usize) -> usize {
+    need.max(2 * have).max(256)
+}
+
+/// RoPE cos/sin tables `[len, head_dim/2]` for positions `start..start + len` (views of the
+/// model's [`RopeCache`]), with the configured frequency scaling, `rope_freqs` divisors and
+/// YaRN's attention factor.
 fn rope_tables(m: &Llama, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+    let need = start + len;
+    let view = |t: &(Tensor, Tensor)| -> Result<(Tensor, Tensor)> {
+        Ok((t.0.narrow(0, start, len)?, t.1.narrow(0, start, len)?))
+    };
+    let have = match &*m.rope.hf.read().unwrap_or_else(|e| e.into_inner()) {
+        Some(t) if t.0.dims()[0] >= need => return view(t),
+        Some(t) => t.0.dims()[0],
+        None => 0,
+    };
+    let n = grown(have, need);
     let mut inv = m.cfg.inv_freq();
     if let Some(f) = &m.rope_freq_factors {
         for (x, d) in inv.iter_mut().zip(f) {
@@ -159,19 +190,46 @@ fn rope_tables(m: &Llama, start: usize, len: usize) -> Result<(Tensor, Tensor)> 
     let half = inv.len();
     // YaRN scales cos and sin (1 for every other RoPE type).
     let a = m.cfg.rope_attention_factor() as f32;
-    let mut cos = Vec::with_capacity(len * half);
-    let mut sin = Vec::with_capacity(len * half);
-    for p in start..start + len {
+    let mut cos = Vec::with_capacity(n * half);
+    let mut sin = Vec::with_capacity(n * half);
+    for p in 0..n {
         for &f in &inv {
             let angle = p as f32 * f;
             cos.push(angle.cos() * a);
             sin.push(angle.sin() * a);
         }
     }
-    Ok((
-        Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
-        Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
-    ))
+    let t = (
+        Tensor::from_vec(cos, (n, half), &Device::Cpu)?,
+        Tensor::from_vec(sin, (n, half), &Device::Cpu)?,
+    );
+    let out = view(&t)?;
+    *m.rope.hf.write().unwrap_or_else(|e| e.into_inner()) = Some(t);
+    Ok(out)
+}
+
+/// ggml's RoPE pairs of positions `0..need` at least, from the model's [`RopeCache`]:
+/// `head_dim/2` per position.
+fn ggml_ropes(m: &Llama, need: usize) -> std::sync::Arc<Vec<(f32, f32)>> {
+    let half = m.cfg.head_dim / 2;
+    let cur = m
+        .rope
+        .ggml
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let have = cur.len() / half.max(1);
+    if have >= need {
+        return cur;
+    }
+    let (hd, theta) = (m.cfg.head_dim, m.cfg.rope_theta as f32);
+    let factors = m.rope_freq_factors.as_deref();
+    let table: Vec<(f32, f32)> = (0..grown(have, need))
+        .flat_map(|pos| ggml::rope_cache(pos, hd, theta, factors))
+        .collect();
+    let table = std::sync::Arc::new(table);
+    *m.rope.ggml.write().unwrap_or_else(|e| e.into_inner()) = table.clone();
+    table
 }
 
 /// Additive attention mask for `s` query positions after `past` cached ones, each query row
@@ -277,22 +335,33 @@ impl Arith for F32<'_> {
                     v.narrow(0, r, 1)?,
                 ),
             };
-            let (kr, vr) = match rows.past(layer, r)? {
-                Some((pk, pv)) => (
-                    Tensor::cat(&[&pk, &kr], 2)?.contiguous()?,
-                    Tensor::cat(&[&pv, &vr], 2)?.contiguous()?,
-                ),
-                None => (kr, vr),
+            let t = rows.starts[r] + s;
+            let (kr, vr) = if rows.in_place() {
+                // a decoding step: the new position goes into the row's cache storage, which
+                // attention reads as it is (a view of its first t positions)
+                let (ck, cv) = rows.append(layer, r, &kr, &vr)?;
+                (ck.narrow(2, 0, t)?, cv.narrow(2, 0, t)?)
+            } else {
+                match rows.past(layer, r)? {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &kr], 2)?, Tensor::cat(&[&pv, &vr], 2)?),
+                    None => (kr, vr),
+                }
             };
             let qf = (qr * scale)?.reshape((1, nkv, nh / nkv * s, hd))?;
-            let att = qf.matmul(&kr.t()?)?.broadcast_add(&self.masks[r])?;
+            let att = qf.matmul(&kr.t()?)?;
+            let att = match &self.masks[r] {
+                Some(mask) => att.broadcast_add(mask)?,
+                None => att,
+            };
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&vr.contiguous()?)?.reshape((1, nh, s, hd))?;
+            let y = att.matmul(&vr)?.reshape((1, nh, s, hd))?;
             ys.push(match &self.packed {
                 Some(_) => y.transpose(1, 2)?.reshape((s, nh * hd))?,
                 None => y,
             });
-            rows.store(layer, r, (kr, vr));
+            if !rows.in_place() {
+                rows.store(layer, r, (kr, vr));
+            }
         }
         let y = Tensor::cat(&ys, 0)?;
         Ok(match &self.packed {
@@ -322,33 +391,41 @@ pub struct LlamaCpp<'m, 't> {
     s: usize,
     tokens: usize,
     packed: bool,
-    /// ggml's RoPE cache of each position: `ropes[i]` for position `i` of every row when the rows
-    /// share their positions, else `ropes[t]` for token `t` of the call.
-    ropes: Vec<Vec<(f32, f32)>>,
-    shared: bool,
+    /// ggml's RoPE pairs of every position the call needs ([`ggml_ropes`]), and the position
+    /// of each token of the call (of each of the `s` positions when the rows share theirs).
+    ropes: std::sync::Arc<Vec<(f32, f32)>>,
+    pos: Vec<usize>,
     trace: Option<Trace<'t>>,
 }
 
 impl<'m, 't> LlamaCpp<'m, 't> {
     pub fn new(m: &'m Llama, rows: &Rows, trace: Option<Trace<'t>>) -> Self {
-        let (hd, theta) = (m.cfg.head_dim, m.cfg.rope_theta as f32);
-        let factors = m.rope_freq_factors.as_deref();
         let shared = !rows.is_packed() && same_start(rows);
         let rows_roped = if shared { 1 } else { rows.b };
-        let ropes = (0..rows_roped)
+        let pos: Vec<usize> = (0..rows_roped)
             .flat_map(|r| rows.starts[r]..rows.starts[r] + rows.lens[r])
-            .map(|pos| ggml::rope_cache(pos, hd, theta, factors))
             .collect();
+        let need = pos.iter().max().map_or(0, |&p| p + 1);
         LlamaCpp {
             m,
             b: rows.b,
             s: rows.s,
             tokens: rows.tokens(),
             packed: rows.is_packed(),
-            ropes,
-            shared,
+            ropes: ggml_ropes(m, need),
+            pos,
             trace,
         }
+    }
+}
+
+/// The f32 values of a CPU tensor's storage from its first element on (its layout's strides
+/// tell where each element is).
+fn storage_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(c) => Ok(f(&c.as_slice::<f32>()?[layout.start_offset()..])),
+        _ => Err(crate::error::Error::model("kv cache: not on the CPU")),
     }
 }
 
@@ -373,9 +450,10 @@ impl Arith for LlamaCpp<'_, '_> {
     fn heads(&self, mut x: Vec<f32>, n_heads: usize, rope: bool) -> Result<Vec<f32>> {
         if rope {
             let width = n_heads * self.m.cfg.head_dim;
+            let half = self.m.cfg.head_dim / 2;
             for (i, row) in x.chunks_exact_mut(width).enumerate() {
-                let at = if self.shared { i % self.s } else { i };
-                ggml::rope_rows(row, &self.ropes[at]);
+                let p = self.pos[i % self.pos.len()];
+                ggml::rope_rows(row, &self.ropes[p * half..(p + 1) * half]);
             }
         }
         Ok(x)
@@ -400,24 +478,11 @@ impl Arith for LlamaCpp<'_, '_> {
             let (s, o) = (rows.lens[r], rows.offs[r]);
             let p = rows.starts[r];
             let t = p + s;
-            let past = match rows.past(layer, r)? {
-                Some((pk, pv)) => Some((
-                    pk.flatten_all()?.to_vec1::<f32>()?,
-                    pv.flatten_all()?.to_vec1::<f32>()?,
-                )),
-                None => None,
-            };
-            let (pk, pv) = (
-                past.as_ref().map(|x| &x.0[..]),
-                past.as_ref().map(|x| &x.1[..]),
-            );
             let new = o * kv_tok..(o + s) * kv_tok;
-            let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
-            ggml::append_kv(&mut kb, pk, p, &k[new.clone()], s, nkv, hd);
-            ggml::append_kv(&mut vb, pv, p, &v[new], s, nkv, hd);
             let shape = ggml::AttnShape {
                 s,
                 t,
+                stride: t,
                 n_head: nh,
                 n_kv_head: nkv,
                 head_dim: hd,
@@ -425,6 +490,45 @@ impl Arith for LlamaCpp<'_, '_> {
                 window: c.sliding_window,
             };
             let out = o * q_tok..(o + s) * q_tok;
+            if rows.in_place() {
+                // a decoding step: the new keys and values (f16) go into the row's cache
+                // storage, which attention reads where it is
+                let mut kb = vec![0f32; nkv * s * hd];
+                let mut vb = vec![0f32; nkv * s * hd];
+                ggml::append_kv(&mut kb, None, 0, &k[new.clone()], s, nkv, hd);
+                ggml::append_kv(&mut vb, None, 0, &v[new], s, nkv, hd);
+                let (kt, vt) = (
+                    Tensor::from_vec(kb, (1, nkv, s, hd), &Device::Cpu)?,
+                    Tensor::from_vec(vb, (1, nkv, s, hd), &Device::Cpu)?,
+                );
+                let (ck, cv) = rows.append(layer, r, &kt, &vt)?;
+                let shape = ggml::AttnShape {
+                    stride: ck.dims()[2],
+                    ..shape
+                };
+                let yr = storage_f32(&ck, |ks| {
+                    storage_f32(&cv, |vs| ggml::attention(&q[out.clone()], ks, vs, &shape))
+                })??;
+                y[out].copy_from_slice(&yr);
+                continue;
+            }
+            // the past (read where it is cached) and the new positions, one buffer per row
+            let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
+            match rows.past(layer, r)? {
+                Some((pk, pv)) => {
+                    let stride = pk.stride()[1] / hd;
+                    storage_f32(&pk, |x| {
+                        ggml::append_kv(&mut kb, Some((x, stride)), p, &k[new.clone()], s, nkv, hd)
+                    })?;
+                    storage_f32(&pv, |x| {
+                        ggml::append_kv(&mut vb, Some((x, stride)), p, &v[new.clone()], s, nkv, hd)
+                    })?;
+                }
+                None => {
+                    ggml::append_kv(&mut kb, None, p, &k[new.clone()], s, nkv, hd);
+                    ggml::append_kv(&mut vb, None, p, &v[new], s, nkv, hd);
+                }
+            }
             let yr = ggml::attention(&q[out.clone()], &kb, &vb, &shape);
             y[out].copy_from_slice(&yr);
             rows.store(

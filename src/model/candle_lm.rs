@@ -428,7 +428,10 @@ impl LanguageModel for CandleLm {
                     limit,
                 });
             }
-            for (row, cache) in rows.iter_mut().zip(self.prefill_many(&heads)?) {
+            for (row, mut cache) in rows.iter_mut().zip(self.prefill_many(&heads)?) {
+                // room for the prompt's last token and every new one: the decoding steps
+                // write into it in place
+                cache.reserve(row.limit + 1)?;
                 row.cache = cache;
             }
             loop {

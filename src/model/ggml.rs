@@ -133,12 +133,13 @@ fn reduce16(a: &[f32; 16]) -> f32 {
 }
 
 /// One sequence's keys (or values) as the attention reads them, `[n_kv_head, p + s, head_dim]`:
-/// the `p` cached positions of each kv head (`past`: `[n_kv_head, p, head_dim]`, already
-/// f16-rounded), then the `s` new ones (`new`: `[s, n_kv_head·head_dim]`) rounded to f16 — the KV
-/// cache llama.cpp keeps. Written into `out` (that many values).
+/// the `p` cached positions of each kv head (`past`: `[n_kv_head, stride, head_dim]` with its
+/// first `p` positions cached, already f16-rounded), then the `s` new ones (`new`:
+/// `[s, n_kv_head·head_dim]`) rounded to f16 — the KV cache llama.cpp keeps. Written into `out`
+/// (that many values).
 pub fn append_kv(
     out: &mut [f32],
-    past: Option<&[f32]>,
+    past: Option<(&[f32], usize)>,
     p: usize,
     new: &[f32],
     s: usize,
@@ -148,8 +149,8 @@ pub fn append_kv(
     let t = p + s;
     assert_eq!(out.len(), n_kv_head * t * head_dim);
     for g in 0..n_kv_head {
-        if let Some(past) = past {
-            let from = g * p * head_dim;
+        if let Some((past, stride)) = past {
+            let from = g * stride * head_dim;
             out[g * t * head_dim..(g * t + p) * head_dim]
                 .copy_from_slice(&past[from..from + p * head_dim]);
         }
@@ -168,6 +169,8 @@ pub struct AttnShape {
     /// Query rows (new positions) and keys (cached + new).
     pub s: usize,
     pub t: usize,
+    /// Positions of each kv head in the `k`, `v` buffers (≥ `t`; the first `t` are read).
+    pub stride: usize,
     pub n_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
@@ -176,8 +179,9 @@ pub struct AttnShape {
 }
 
 /// Causal attention of `s` query rows at positions `t − s .. t` as llama.cpp computes it without
-/// flash attention. `q`: `[s, n_head·head_dim]` (after RoPE, f32); `k`, `v`: `[n_kv_head, t,
-/// head_dim]`, already f16-rounded (the KV cache). Returns `[s, n_head·head_dim]`.
+/// flash attention. `q`: `[s, n_head·head_dim]` (after RoPE, f32); `k`, `v`: `[n_kv_head,
+/// stride, head_dim]` with `t` positions, already f16-rounded (the KV cache). Returns
+/// `[s, n_head·head_dim]`.
 ///
 /// - K·Q: `llamafile_sgemm` f16×f16 (Q rounded to f16), 16 f32 lanes accumulated with FMA over
 ///   `head_dim/16` steps and reduced by `_mm512_reduce_add_ps`;
@@ -212,8 +216,9 @@ with_fma! {
             for (d, x) in qh.iter_mut().enumerate() {
                 *x = if d < hd { round_f16(q[h * hd + d]) } else { 0.0 };
             }
-            let kh = &k[g * t * hd..(g + 1) * t * hd];
-            let vh = &v[g * t * hd..(g + 1) * t * hd];
+            let at = g * sh.stride * hd;
+            let kh = &k[at..at + t * hd];
+            let vh = &v[at..at + t * hd];
             // scores of the visible keys; the others stay -inf and give exp 0
             let mut max = f32::NEG_INFINITY;
             for (j, wj) in w.iter_mut().enumerate().skip(first) {
@@ -274,6 +279,7 @@ mod tests {
         let sh = AttnShape {
             s: 1,
             t: 1,
+            stride: 1,
             n_head: 2,
             n_kv_head: 1,
             head_dim: 16,

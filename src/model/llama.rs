@@ -8,7 +8,7 @@
 //! shapes of call: `s` tokens per row after a shared or per-row past ([`Llama::forward`]) and one
 //! token per row, each after its own cache ([`Llama::decode_step`]).
 use super::arch::{TensorName, LAYER_TENSORS};
-use super::arith::{Arith, LlamaCpp, F32};
+use super::arith::{Arith, LlamaCpp, RopeCache, F32};
 use super::config::LlamaConfig;
 use super::qmatmul::Weight;
 use crate::error::{Error, Result};
@@ -65,24 +65,56 @@ pub struct Llama {
     /// Compute norms, RoPE, attention and SwiGLU with llama.cpp's CPU arithmetic ([`super::ggml`]),
     /// as for quantized GGUF weights; otherwise in plain f32 like the Hugging Face model.
     pub llamacpp_arith: bool,
+    /// RoPE tables of the positions seen so far, computed once and reused by every call.
+    pub rope: RopeCache,
 }
 
 /// Receives intermediate values of [`Llama::forward_traced`] (llama.cpp-arithmetic mode): a name
 /// as llama.cpp's graph calls the tensor, the layer, and the rows (`[b·s, width]`, row-major).
 pub type Trace<'a> = &'a mut dyn FnMut(&str, usize, &[f32]);
 
-/// Keys and values of every layer, `[batch, kv_heads, len, head_dim]` each.
+/// Keys and values of every layer, `[batch, kv_heads, capacity, head_dim]` each: the first
+/// `len` positions are the cache, the rest room for appending in place (a decoding step writes
+/// its one position there instead of copying the whole cache).
 #[derive(Clone, Default)]
 pub struct KvCache {
-    pub layers: Vec<(Tensor, Tensor)>,
+    layers: Vec<(Tensor, Tensor)>,
+    len: usize,
+    /// Shared by clones: a cache whose storage another clone also holds copies it before its
+    /// first write in place, so clones never see each other's appends.
+    owner: std::sync::Arc<()>,
 }
 
 impl KvCache {
+    /// A cache of exactly the given keys and values (`[batch, kv_heads, len, head_dim]`).
+    fn from_layers(layers: Vec<(Tensor, Tensor)>) -> Self {
+        let len = layers.first().map_or(0, |(k, _)| k.dims()[2]);
+        KvCache {
+            layers,
+            len,
+            owner: Default::default(),
+        }
+    }
     pub fn len(&self) -> usize {
-        self.layers.first().map(|(k, _)| k.dims()[2]).unwrap_or(0)
+        self.len
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Positions the storage holds (`len` and the room after it).
+    pub fn capacity(&self) -> usize {
+        self.layers.first().map_or(0, |(k, _)| k.dims()[2])
+    }
+    /// Layers of the cache.
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+    /// Layer `li`'s cached keys and values, `[batch, kv_heads, len, head_dim]` (views).
+    pub fn layer(&self, li: usize) -> Result<Option<(Tensor, Tensor)>> {
+        let Some((k, v)) = self.layers.get(li) else {
+            return Ok(None);
+        };
+        Ok(Some((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?)))
     }
     /// A snapshot is the cache length; rolling back drops every position after it.
     pub fn snapshot(&self) -> usize {
@@ -92,11 +124,61 @@ impl KvCache {
         if len > self.len() {
             return Err(Error::model("kv cache: cannot roll forward"));
         }
-        for (k, v) in self.layers.iter_mut() {
-            *k = k.narrow(2, 0, len)?;
-            *v = v.narrow(2, 0, len)?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Room for `extra` more positions (one allocation for a whole generation).
+    pub fn reserve(&mut self, extra: usize) -> Result<()> {
+        if self.len + extra > self.capacity() || !self.unique() {
+            self.regrow(self.len + extra)?;
         }
         Ok(())
+    }
+
+    fn unique(&mut self) -> bool {
+        std::sync::Arc::get_mut(&mut self.owner).is_some()
+    }
+
+    /// Copy the cache into storage of `cap` positions of its own.
+    fn regrow(&mut self, cap: usize) -> Result<()> {
+        let len = self.len;
+        for (k, v) in self.layers.iter_mut() {
+            let grow = |t: &Tensor| -> Result<Tensor> {
+                let (b, h, _, d) = t.dims4()?;
+                let room = Tensor::zeros((b, h, cap - len, d), t.dtype(), t.device())?;
+                Ok(Tensor::cat(&[&t.narrow(2, 0, len)?, &room], 2)?)
+            };
+            (*k, *v) = (grow(k)?, grow(v)?);
+        }
+        self.owner = Default::default();
+        Ok(())
+    }
+
+    /// Write `k`, `v` (`[1, kv_heads, s, head_dim]`) at positions `len..len + s` of layer `li`
+    /// (the layers in order; a batch-1 cache), growing the storage when it is full. The length
+    /// moves on with [`KvCache::advance`], once every layer has its positions. Returns the
+    /// layer's storage.
+    fn write(&mut self, li: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let s = k.dims()[2];
+        if li == self.layers.len() {
+            let cap = (self.len + s).max(16);
+            let room = |t: &Tensor| -> Result<Tensor> {
+                let (b, h, _, d) = t.dims4()?;
+                Ok(Tensor::zeros((b, h, cap, d), t.dtype(), t.device())?)
+            };
+            self.layers.push((room(k)?, room(v)?));
+        } else if li == 0 && (self.len + s > self.capacity() || !self.unique()) {
+            self.regrow((2 * self.len).max(self.len + s))?;
+        }
+        let (ck, cv) = &self.layers[li];
+        ck.slice_set(&k.contiguous()?, 2, self.len)?;
+        cv.slice_set(&v.contiguous()?, 2, self.len)?;
+        Ok((ck.clone(), cv.clone()))
+    }
+
+    fn advance(&mut self, s: usize) {
+        self.len += s;
     }
 }
 
@@ -190,25 +272,50 @@ impl<'c> Rows<'c> {
         self.lens.iter().sum()
     }
 
-    /// Row `r`'s cached keys and values of layer `li` (`[1, kv_heads, starts[r], head_dim]`, or
-    /// the shared batch-1 cache), if it has any.
+    /// Row `r`'s cached keys and values of layer `li` (`[1, kv_heads, starts[r], head_dim]`
+    /// views, or the shared batch-1 cache), if it has any.
     pub fn past(&self, li: usize, r: usize) -> Result<Option<(Tensor, Tensor)>> {
-        Ok(match &self.kv {
-            RowsKv::Batch { past: Some(c), .. } => {
-                let (k, v) = &c.layers[li];
-                Some(if k.dims()[0] == 1 {
-                    (k.clone(), v.clone())
-                } else {
-                    (k.narrow(0, r, 1)?, v.narrow(0, r, 1)?)
-                })
-            }
-            RowsKv::Batch { past: None, .. } => None,
-            RowsKv::Each(c) => c[r].layers.get(li).filter(|_| self.starts[r] > 0).cloned(),
-            RowsKv::Packed { pasts, .. } => pasts[r]
-                .and_then(|c| c.layers.get(li))
-                .filter(|_| self.starts[r] > 0)
-                .cloned(),
+        let cache = match &self.kv {
+            RowsKv::Batch { past: Some(c), .. } => *c,
+            RowsKv::Batch { past: None, .. } => return Ok(None),
+            RowsKv::Each(c) => &c[r],
+            RowsKv::Packed { pasts, .. } => match pasts[r] {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+        };
+        if cache.is_empty() {
+            return Ok(None);
+        }
+        Ok(match cache.layer(li)? {
+            Some((k, v)) if k.dims()[0] > 1 => Some((k.narrow(0, r, 1)?, v.narrow(0, r, 1)?)),
+            other => other,
         })
+    }
+
+    /// Whether each row's new keys and values go into its own cache in place
+    /// ([`Rows::append`], a decoding step) instead of [`Rows::store`].
+    pub fn in_place(&self) -> bool {
+        matches!(self.kv, RowsKv::Each(_))
+    }
+
+    /// Row `r`'s new keys and values of layer `li` (`[1, kv_heads, s, head_dim]`), written
+    /// after its cached ones in place (an [`Rows::in_place`] call). Returns the layer's
+    /// storage, `[1, kv_heads, capacity, head_dim]`: its first `starts[r] + s` positions are the
+    /// row's keys and values.
+    pub fn append(
+        &mut self,
+        li: usize,
+        r: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        match &mut self.kv {
+            RowsKv::Each(c) => c[r].write(li, k, v),
+            _ => Err(Error::model(
+                "kv cache: append to a call that keeps no caches",
+            )),
+        }
     }
 
     /// Row `r`'s keys and values of layer `li` after this call (`[1, kv_heads, starts[r] + s,
@@ -221,11 +328,9 @@ impl<'c> Rows<'c> {
                 }
                 k[li].push(kv);
             }
-            RowsKv::Batch { keep: None, .. } | RowsKv::Packed { keep: None, .. } => {}
-            RowsKv::Each(c) => match c[r].layers.get_mut(li) {
-                Some(x) => *x = kv,
-                None => c[r].layers.push(kv),
-            },
+            RowsKv::Batch { keep: None, .. }
+            | RowsKv::Packed { keep: None, .. }
+            | RowsKv::Each(_) => {}
         }
     }
 
@@ -246,7 +351,7 @@ impl<'c> Rows<'c> {
                 Ok((k, v))
             })
             .collect::<Result<_>>()?;
-        Ok(Some(KvCache { layers }))
+        Ok(Some(KvCache::from_layers(layers)))
     }
 
     /// The kept caches of a [`Rows::packed`] call, one per row (batch 1).
@@ -258,9 +363,7 @@ impl<'c> Rows<'c> {
             return vec![];
         };
         (0..self.b)
-            .map(|r| KvCache {
-                layers: layers.iter().map(|rows| rows[r].clone()).collect(),
-            })
+            .map(|r| KvCache::from_layers(layers.iter().map(|rows| rows[r].clone()).collect()))
             .collect()
     }
 }
@@ -363,7 +466,7 @@ impl Llama {
         }
         if rows
             .iter()
-            .any(|(_, c)| c.is_some_and(|c| !c.is_empty() && c.layers.len() != self.layers.len()))
+            .any(|(_, c)| c.is_some_and(|c| !c.is_empty() && c.n_layers() != self.layers.len()))
         {
             return Err(Error::model("forward_packed: cache of another model"));
         }
@@ -391,12 +494,15 @@ impl Llama {
         }
         if caches
             .iter()
-            .any(|c| !c.is_empty() && c.layers.len() != self.layers.len())
+            .any(|c| !c.is_empty() && c.n_layers() != self.layers.len())
         {
             return Err(Error::model("decode_step: cache of another model"));
         }
         let ids = Tensor::from_vec(tokens.to_vec(), b, &Device::Cpu)?;
         let x = self.run_rows(&ids, &mut Rows::each(caches))?;
+        for c in caches.iter_mut() {
+            c.advance(1);
+        }
         Ok(x.reshape((b, self.cfg.hidden_size))?)
     }
 
