@@ -791,7 +791,7 @@ unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TI
     let wb = |r: usize, b: usize| &*wp.add(r * bpr + b);
     let ab = |i: usize, b: usize| &*ap.add(i * bpr + b);
     let low = _mm512_set1_epi8(0x0F);
-    let mut acc = [[_mm512_setzero_ps(); TILE_A]; PAIRS];
+    let mut acc = [[_mm512_setzero_ps(); PAIRS]; TILE_A];
     for b in 0..bpr {
         let mut wq = [_mm512_setzero_si512(); PAIRS];
         let mut wd = [_mm512_setzero_ps(); PAIRS];
@@ -808,14 +808,14 @@ unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TI
             wq[p] = _mm512_and_si512(z, low);
             wd[p] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(x0.d), _mm512_set1_ps(x1.d));
         }
-        for i in 0..TILE_A {
+        for (i, acc) in acc.iter_mut().enumerate() {
             let y = ab(i, b);
             let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
             let dy = _mm512_set1_ps(y.d);
             for p in 0..PAIRS {
                 let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[p], qy);
                 let d = _mm512_mul_ps(wd[p], dy);
-                acc[p][i] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p][i]);
+                acc[p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p]);
             }
         }
     }
@@ -832,7 +832,7 @@ unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TI
         let mut s = [0f32; TILE_W];
         _mm_storeu_ps(s.as_mut_ptr(), summs[i]);
         for (r, v) in o.iter_mut().enumerate() {
-            *v = hsum8_avx(half_256(acc[r / 2][i], r % 2 == 1)) + s[r];
+            *v = hsum8_avx(half_256(acc[i][r / 2], r % 2 == 1)) + s[r];
         }
     }
     out
@@ -887,7 +887,7 @@ unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TI
     let wb = |r: usize, b: usize| &*wp.add(r * bpr + b);
     let ab = |i: usize, b: usize| &*ap.add(i * bpr + b);
     let zero = _mm512_setzero_si512();
-    let mut acc = [[_mm512_setzero_ps(); TILE_A]; PAIRS];
+    let mut acc = [[_mm512_setzero_ps(); PAIRS]; TILE_A];
     for b in 0..bpr {
         let mut wq = [zero; PAIRS];
         let mut neg = [0u64; PAIRS];
@@ -903,7 +903,7 @@ unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TI
             wq[p] = _mm512_abs_epi8(z);
             wd[p] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(x0.d), _mm512_set1_ps(x1.d));
         }
-        for i in 0..TILE_A {
+        for (i, acc) in acc.iter_mut().enumerate() {
             let y = ab(i, b);
             let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
             let dy = _mm512_set1_ps(y.d);
@@ -911,14 +911,14 @@ unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TI
                 let sy = _mm512_mask_sub_epi8(qy, neg[p], zero, qy);
                 let sum = _mm512_dpbusd_epi32(zero, wq[p], sy);
                 let d = _mm512_mul_ps(wd[p], dy);
-                acc[p][i] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p][i]);
+                acc[p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p]);
             }
         }
     }
     let mut out = [[0f32; TILE_W]; TILE_A];
     for (i, o) in out.iter_mut().enumerate() {
         for (r, v) in o.iter_mut().enumerate() {
-            *v = hsum8_avx(half_256(acc[r / 2][i], r % 2 == 1));
+            *v = hsum8_avx(half_256(acc[i][r / 2], r % 2 == 1));
         }
     }
     out
