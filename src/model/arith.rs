@@ -359,9 +359,7 @@ impl Arith for F32<'_> {
                 Some(_) => y.transpose(1, 2)?.reshape((s, nh * hd))?,
                 None => y,
             });
-            if !rows.in_place() {
-                rows.store(layer, r, (kr, vr));
-            }
+            rows.store(layer, r, (kr, vr));
         }
         let y = Tensor::cat(&ys, 0)?;
         Ok(match &self.packed {

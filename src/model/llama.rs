@@ -128,7 +128,8 @@ impl KvCache {
         Ok(())
     }
 
-    /// Room for `extra` more positions (one allocation for a whole generation).
+    /// Room for `extra` more positions (one allocation for a whole generation; a cache with
+    /// no positions yet gets its storage at its first write and grows by doubling).
     pub fn reserve(&mut self, extra: usize) -> Result<()> {
         if self.len + extra > self.capacity() || !self.unique() {
             self.regrow(self.len + extra)?;
@@ -145,9 +146,10 @@ impl KvCache {
         let len = self.len;
         for (k, v) in self.layers.iter_mut() {
             let grow = |t: &Tensor| -> Result<Tensor> {
-                let (b, h, _, d) = t.dims4()?;
-                let room = Tensor::zeros((b, h, cap - len, d), t.dtype(), t.device())?;
-                Ok(Tensor::cat(&[&t.narrow(2, 0, len)?, &room], 2)?)
+                Ok(Tensor::cat(
+                    &[&t.narrow(2, 0, len)?, &room(t, cap - len)?],
+                    2,
+                )?)
             };
             (*k, *v) = (grow(k)?, grow(v)?);
         }
@@ -163,11 +165,7 @@ impl KvCache {
         let s = k.dims()[2];
         if li == self.layers.len() {
             let cap = (self.len + s).max(16);
-            let room = |t: &Tensor| -> Result<Tensor> {
-                let (b, h, _, d) = t.dims4()?;
-                Ok(Tensor::zeros((b, h, cap, d), t.dtype(), t.device())?)
-            };
-            self.layers.push((room(k)?, room(v)?));
+            self.layers.push((room(k, cap)?, room(v, cap)?));
         } else if li == 0 && (self.len + s > self.capacity() || !self.unique()) {
             self.regrow((2 * self.len).max(self.len + s))?;
         }
@@ -180,6 +178,12 @@ impl KvCache {
     fn advance(&mut self, s: usize) {
         self.len += s;
     }
+}
+
+/// `n` positions of zeros shaped like `t` (`[batch, kv_heads, _, head_dim]`).
+fn room(t: &Tensor, n: usize) -> Result<Tensor> {
+    let (b, h, _, d) = t.dims4()?;
+    Ok(Tensor::zeros((b, h, n, d), t.dtype(), t.device())?)
 }
 
 /// The rows of one call: row `r` holds `s` new tokens at positions `starts[r]..starts[r] + s`,
@@ -319,7 +323,8 @@ impl<'c> Rows<'c> {
     }
 
     /// Row `r`'s keys and values of layer `li` after this call (`[1, kv_heads, starts[r] + s,
-    /// head_dim]`); rows are stored in order.
+    /// head_dim]`); rows are stored in order. A call that keeps no caches, or extends them in
+    /// place ([`Rows::append`]), drops them.
     pub fn store(&mut self, li: usize, r: usize, kv: (Tensor, Tensor)) {
         match &mut self.kv {
             RowsKv::Batch { keep: Some(k), .. } | RowsKv::Packed { keep: Some(k), .. } => {

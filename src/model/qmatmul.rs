@@ -716,8 +716,55 @@ unsafe fn fma_pair(
     sum: std::arch::x86_64::__m512i,
 ) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
-    let d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
-    _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc)
+    _mm512_fmadd_ps(pair_ps(d0, d1), _mm512_cvtepi32_ps(sum), acc)
+}
+
+/// `d0` in the low eight lanes, `d1` in the high eight (one scale per row of a pair).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+#[inline]
+unsafe fn pair_ps(d0: f32, d1: f32) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1))
+}
+
+/// The blocks of a tile: weight row `r`'s and activation row `i`'s block `b`, unchecked after
+/// one check that the slices hold `TILE_W` and `TILE_A` rows of `bpr` blocks.
+#[cfg(target_arch = "x86_64")]
+struct TileBlocks<'t, W, A> {
+    w: &'t [W],
+    a: &'t [A],
+    bpr: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<'t, W, A> TileBlocks<'t, W, A> {
+    fn new(w: &'t [W], a: &'t [A], bpr: usize) -> Self {
+        assert!(w.len() >= TILE_W * bpr && a.len() >= TILE_A * bpr);
+        TileBlocks { w, a, bpr }
+    }
+    #[inline(always)]
+    fn w(&self, r: usize, b: usize) -> &'t W {
+        debug_assert!(r < TILE_W && b < self.bpr);
+        // SAFETY: r < TILE_W and b < bpr, within the length checked in `new`.
+        unsafe { self.w.get_unchecked(r * self.bpr + b) }
+    }
+    #[inline(always)]
+    fn a(&self, i: usize, b: usize) -> &'t A {
+        debug_assert!(i < TILE_A && b < self.bpr);
+        // SAFETY: i < TILE_A and b < bpr, within the length checked in `new`.
+        unsafe { self.a.get_unchecked(i * self.bpr + b) }
+    }
+}
+
+/// A tile's dots from its pair accumulators (`acc[i][r / 2]`, row `r` in half `r % 2`), each
+/// reduced as `hsum_float_8`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn tile_sums(
+    acc: &[[std::arch::x86_64::__m512; TILE_W / 2]; TILE_A],
+) -> [[f32; TILE_W]; TILE_A] {
+    std::array::from_fn(|i| std::array::from_fn(|r| hsum8_avx(half_256(acc[i][r / 2], r % 2 == 1))))
 }
 
 /// Row `k`'s eight lanes: a half of its pair's accumulator, or the odd last row's own.
@@ -785,18 +832,14 @@ unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
 unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TILE_A] {
     use std::arch::x86_64::*;
     const PAIRS: usize = TILE_W / 2;
-    assert!(w.len() >= TILE_W * bpr && a.len() >= TILE_A * bpr);
-    let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    // SAFETY (every `add` below): r < TILE_W, i < TILE_A and b < bpr, within the asserted lengths.
-    let wb = |r: usize, b: usize| &*wp.add(r * bpr + b);
-    let ab = |i: usize, b: usize| &*ap.add(i * bpr + b);
+    let t = TileBlocks::new(w, a, bpr);
     let low = _mm512_set1_epi8(0x0F);
     let mut acc = [[_mm512_setzero_ps(); PAIRS]; TILE_A];
     for b in 0..bpr {
         let mut wq = [_mm512_setzero_si512(); PAIRS];
         let mut wd = [_mm512_setzero_ps(); PAIRS];
         for p in 0..PAIRS {
-            let (x0, x1) = (wb(2 * p, b), wb(2 * p + 1, b));
+            let (x0, x1) = (t.w(2 * p, b), t.w(2 * p + 1, b));
             let q = _mm256_set_m128i(
                 _mm_loadu_si128(x1.qs.as_ptr() as *const __m128i),
                 _mm_loadu_si128(x0.qs.as_ptr() as *const __m128i),
@@ -806,10 +849,10 @@ unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TI
             let z = _mm512_shuffle_i64x2(z, z, 0b01_01_00_00);
             let z = _mm512_mask_blend_epi64(0b1100_1100, z, _mm512_srli_epi16(z, 4));
             wq[p] = _mm512_and_si512(z, low);
-            wd[p] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(x0.d), _mm512_set1_ps(x1.d));
+            wd[p] = pair_ps(x0.d, x1.d);
         }
         for (i, acc) in acc.iter_mut().enumerate() {
-            let y = ab(i, b);
+            let y = t.a(i, b);
             let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
             let dy = _mm512_set1_ps(y.d);
             for p in 0..PAIRS {
@@ -822,17 +865,17 @@ unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TI
     // The minimum terms, each dot's own chain (in a second loop: registers).
     let mut summs = [_mm_setzero_ps(); TILE_A];
     for b in 0..bpr {
-        let m = _mm_set_ps(wb(3, b).m, wb(2, b).m, wb(1, b).m, wb(0, b).m);
+        let m = _mm_set_ps(t.w(3, b).m, t.w(2, b).m, t.w(1, b).m, t.w(0, b).m);
         for (i, s) in summs.iter_mut().enumerate() {
-            *s = _mm_fmadd_ps(m, _mm_set1_ps(ab(i, b).s), *s);
+            *s = _mm_fmadd_ps(m, _mm_set1_ps(t.a(i, b).s), *s);
         }
     }
-    let mut out = [[0f32; TILE_W]; TILE_A];
-    for (i, o) in out.iter_mut().enumerate() {
+    let mut out = tile_sums(&acc);
+    for (o, sm) in out.iter_mut().zip(&summs) {
         let mut s = [0f32; TILE_W];
-        _mm_storeu_ps(s.as_mut_ptr(), summs[i]);
-        for (r, v) in o.iter_mut().enumerate() {
-            *v = hsum8_avx(half_256(acc[i][r / 2], r % 2 == 1)) + s[r];
+        _mm_storeu_ps(s.as_mut_ptr(), *sm);
+        for (v, s) in o.iter_mut().zip(s) {
+            *v += s;
         }
     }
     out
@@ -881,11 +924,7 @@ unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[B80]; M]) -> 
 unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TILE_A] {
     use std::arch::x86_64::*;
     const PAIRS: usize = TILE_W / 2;
-    assert!(w.len() >= TILE_W * bpr && a.len() >= TILE_A * bpr);
-    let (wp, ap) = (w.as_ptr(), a.as_ptr());
-    // SAFETY (every `add` below): r < TILE_W, i < TILE_A and b < bpr, within the asserted lengths.
-    let wb = |r: usize, b: usize| &*wp.add(r * bpr + b);
-    let ab = |i: usize, b: usize| &*ap.add(i * bpr + b);
+    let t = TileBlocks::new(w, a, bpr);
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); PAIRS]; TILE_A];
     for b in 0..bpr {
@@ -893,7 +932,7 @@ unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TI
         let mut neg = [0u64; PAIRS];
         let mut wd = [_mm512_setzero_ps(); PAIRS];
         for p in 0..PAIRS {
-            let (x0, x1) = (wb(2 * p, b), wb(2 * p + 1, b));
+            let (x0, x1) = (t.w(2 * p, b), t.w(2 * p + 1, b));
             let z = _mm512_inserti64x4(
                 _mm512_castsi256_si512(_mm256_loadu_si256(x0.qs.as_ptr() as *const __m256i)),
                 _mm256_loadu_si256(x1.qs.as_ptr() as *const __m256i),
@@ -901,10 +940,10 @@ unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TI
             );
             neg[p] = _mm512_movepi8_mask(z);
             wq[p] = _mm512_abs_epi8(z);
-            wd[p] = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(x0.d), _mm512_set1_ps(x1.d));
+            wd[p] = pair_ps(x0.d, x1.d);
         }
         for (i, acc) in acc.iter_mut().enumerate() {
-            let y = ab(i, b);
+            let y = t.a(i, b);
             let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
             let dy = _mm512_set1_ps(y.d);
             for p in 0..PAIRS {
@@ -915,13 +954,7 @@ unsafe fn q8_0_tile_vnni(w: &[B80], a: &[B80], bpr: usize) -> [[f32; TILE_W]; TI
             }
         }
     }
-    let mut out = [[0f32; TILE_W]; TILE_A];
-    for (i, o) in out.iter_mut().enumerate() {
-        for (r, v) in o.iter_mut().enumerate() {
-            *v = hsum8_avx(half_256(acc[i][r / 2], r % 2 == 1));
-        }
-    }
-    out
+    tile_sums(&acc)
 }
 
 // ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
