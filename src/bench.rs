@@ -43,17 +43,19 @@ fn cpu_features() -> Vec<&'static str> {
 }
 
 /// This machine's f32 matrix-product rate in GFLOP/s with the run's threads: the best of a
-/// few ~0.1 s rounds of a `[256 × 1024] · [1024 × 1024]` candle matmul (the f32 path's GEMM).
+/// few ~30 ms rounds of a `[256 × 1024] · [1024 × 1024]` candle matmul (the f32 path's GEMM;
+/// ~10 products a round). Short, so that it adds little to the CPU time of the process that
+/// `scripts/bench-peers.sh` compares (~0.2 CPU-seconds on 2 threads).
 pub fn gemm_peak_gflops() -> Result<f64> {
     let (m, k, n) = (256usize, 1024usize, 1024usize);
     let a = Tensor::ones((m, k), candle_core::DType::F32, &Device::Cpu)?;
     let b = Tensor::ones((k, n), candle_core::DType::F32, &Device::Cpu)?;
     a.matmul(&b)?; // warm-up (thread pool, pages)
     let mut best = 0f64;
-    for _ in 0..5 {
+    for _ in 0..3 {
         let t = Instant::now();
         let mut iters = 0usize;
-        while t.elapsed().as_secs_f64() < 0.1 {
+        while t.elapsed().as_secs_f64() < 0.03 {
             a.matmul(&b)?;
             iters += 1;
         }

@@ -82,6 +82,12 @@ pub fn set_threads(n: Option<usize>) -> Result<()> {
     }
     // candle's gemm reads RAYON_NUM_THREADS; our kernels use the global rayon pool.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    // candle's element-wise operations run on a second pool of its own, whose idle workers
+    // spin 25,000 times before they park: while rayon's threads compute a product they took
+    // ~15 % of the f32 path's CPU time on 2 cores. A short spin keeps its hand-offs quick.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
+    }
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global();

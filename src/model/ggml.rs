@@ -18,7 +18,8 @@ pub fn round_f16(x: f32) -> f32 {
 }
 
 /// Runs `$body` compiled with FMA instructions where the CPU has them (`f32::mul_add` is a fused
-/// multiply-add either way; without the feature it is a slow library call).
+/// multiply-add either way; without the feature it is a slow library call), and with AVX-512
+/// where it has that.
 macro_rules! with_fma {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])* $vis fn $name($($arg: $ty),*) $(-> $ret)? {
@@ -26,9 +27,24 @@ macro_rules! with_fma {
             fn imp($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
+                // The same operations in wider registers where the CPU has AVX-512 (Rust never
+                // reorders float arithmetic, so the bits do not depend on the vector width).
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
                 #[target_feature(enable = "fma")]
                 unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
                     imp($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                    && std::is_x86_feature_detected!("f16c")
+                {
+                    // SAFETY: the CPU supports every feature `wide` is compiled for.
+                    return unsafe { wide($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU supports FMA.
@@ -121,6 +137,38 @@ with_fma! {
     }
 }
 
+with_fma! {
+    /// llama.cpp's `log_softmax` (tools/perplexity) of one row of logits at `target`: `expf(x −
+    /// max)` summed in double, `x[target] − max − ln(sum)`; and whether `target` is the row's
+    /// first largest value. The exponentials are ggml's `expf` and the sum runs in 16 lanes
+    /// (then added in order), so it vectorises; it depends only on the row.
+    pub fn log_softmax_at(row: &[f32], target: usize) -> (f64, bool) {
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        let chunks = row.chunks_exact(16);
+        let tail = chunks.remainder();
+        for c in chunks.clone() {
+            let c: &[f32; 16] = c.try_into().unwrap();
+            for l in 0..16 {
+                lanes[l] = lanes[l].max(c[l]);
+            }
+        }
+        let max = tail.iter().fold(lanes.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)), |m, &x| m.max(x));
+        let mut sums = [0f64; 16];
+        for c in chunks {
+            let c: &[f32; 16] = c.try_into().unwrap();
+            for l in 0..16 {
+                sums[l] += expf(c[l] - max) as f64;
+            }
+        }
+        let mut sum = sums.iter().sum::<f64>();
+        for &x in tail {
+            sum += expf(x - max) as f64;
+        }
+        let first = row.iter().position(|&x| x == max);
+        ((row[target] - max) as f64 - sum.ln(), first == Some(target))
+    }
+}
+
 /// gcc's `_mm512_reduce_add_ps`: halves added 8+8, 4+4, then (0+2)+(1+3).
 #[inline(always)]
 fn reduce16(a: &[f32; 16]) -> f32 {
@@ -130,6 +178,18 @@ fn reduce16(a: &[f32; 16]) -> f32 {
     }
     let t4 = [t8[4] + t8[0], t8[5] + t8[1], t8[6] + t8[2], t8[7] + t8[3]];
     (t4[0] + t4[2]) + (t4[1] + t4[3])
+}
+
+/// [`reduce16`] of every column of `lanes` (16 rows of `n`), the same additions in the same
+/// tree, row by row instead of one column at a time (so they vectorise); the sums end in row 0.
+fn reduce16_columns(lanes: &mut [f32], n: usize) {
+    // t8[i] = a[i + 8] + a[i], t4[i] = t8[i + 4] + t8[i], then (t4[0] + t4[2]) + (t4[1] + t4[3])
+    for half in [8, 4, 2, 1] {
+        let (lo, hi) = lanes[..2 * half * n].split_at_mut(half * n);
+        for (x, y) in lo.iter_mut().zip(hi.iter()) {
+            *x = *y + *x;
+        }
+    }
 }
 
 /// One sequence's keys (or values) as the attention reads them, `[n_kv_head, p + s, head_dim]`:
@@ -222,11 +282,21 @@ with_fma! {
             // scores of the visible keys; the others stay -inf and give exp 0
             let mut max = f32::NEG_INFINITY;
             for (j, wj) in w.iter_mut().enumerate().skip(first) {
-                kp[..hd].copy_from_slice(&kh[j * hd..(j + 1) * hd]);
+                let key = &kh[j * hd..(j + 1) * hd];
+                // whole 16-lane chunks of the key where it is a multiple of 16 long, else a
+                // zero-padded copy
+                let key = if hd % 16 == 0 {
+                    key
+                } else {
+                    kp[..hd].copy_from_slice(key);
+                    &kp[..]
+                };
                 let mut acc = [0f32; 16];
-                for c in 0..chunks {
+                for (kc, qc) in key.chunks_exact(16).zip(qh.chunks_exact(16)) {
+                    let (kc, qc): (&[f32; 16], &[f32; 16]) =
+                        (kc.try_into().unwrap(), qc.try_into().unwrap());
                     for l in 0..16 {
-                        acc[l] = kp[c * 16 + l].mul_add(qh[c * 16 + l], acc[l]);
+                        acc[l] = kc[l].mul_add(qc[l], acc[l]);
                     }
                 }
                 *wj = reduce16(&acc) * sh.scale + 0.0;
@@ -251,10 +321,8 @@ with_fma! {
                     *a = vd.mul_add(pj, *a);
                 }
             }
-            for (d, od) in out[h * hd..(h + 1) * hd].iter_mut().enumerate() {
-                let lanes: [f32; 16] = std::array::from_fn(|l| acc_v[l * hd + d]);
-                *od = reduce16(&lanes);
-            }
+            reduce16_columns(&mut acc_v, hd);
+            out[h * hd..(h + 1) * hd].copy_from_slice(&acc_v[..hd]);
         }
     }
 }
@@ -272,6 +340,45 @@ mod tests {
         }
         assert_eq!(expf(f32::NEG_INFINITY), 0.0);
         assert_eq!(expf(-200.0), 0.0);
+    }
+
+    #[test]
+    fn log_softmax_is_the_plain_one_and_argmax_the_first_largest() {
+        for n in [5, 16, 49152 + 7] {
+            let row: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919 % 1013) as f32) * 0.037 - 20.0)
+                .collect();
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let lse = row
+                .iter()
+                .map(|&x| ((x - max) as f64).exp())
+                .sum::<f64>()
+                .ln();
+            let first = row.iter().position(|&x| x == max).unwrap();
+            for t in [0, n / 2, first, n - 1] {
+                let (lp, greedy) = log_softmax_at(&row, t);
+                let want = (row[t] - max) as f64 - lse;
+                assert!((lp - want).abs() < 1e-5, "{n} {t}: {lp} vs {want}");
+                assert_eq!(greedy, t == first, "{n} {t}");
+            }
+        }
+        // a tie: only the first of the largest values is the greedy choice
+        assert_eq!(log_softmax_at(&[1.0, 3.0, 3.0], 1).1, true);
+        assert_eq!(log_softmax_at(&[1.0, 3.0, 3.0], 2).1, false);
+    }
+
+    #[test]
+    fn column_reduction_is_reduce16_of_each_column() {
+        let n = 64;
+        let mut lanes: Vec<f32> = (0..16 * n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1.37e-3 + (i as f32).sin() * 1e4)
+            .collect();
+        let want: Vec<u32> = (0..n)
+            .map(|d| reduce16(&std::array::from_fn(|l| lanes[l * n + d])).to_bits())
+            .collect();
+        reduce16_columns(&mut lanes, n);
+        let got: Vec<u32> = lanes[..n].iter().map(|x| x.to_bits()).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -536,22 +536,3 @@ impl Llama {
             .map_err(Error::from)
     }
 }
-
-/// Log-softmax of one row, evaluated at `target`, and whether `target` is the row's argmax.
-pub fn logprob_at(row: &[f32], target: usize) -> (f64, bool) {
-    let mut max = f32::NEG_INFINITY;
-    let mut arg = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > max {
-            max = v;
-            arg = i;
-        }
-    }
-    let lse: f64 = row
-        .iter()
-        .map(|&v| ((v - max) as f64).exp())
-        .sum::<f64>()
-        .ln()
-        + max as f64;
-    (row[target] as f64 - lse, arg == target)
-}

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 /// the request cache's key, so a change of summation never reuses old numbers).
 pub const LOGLIK_SUM_TORCH: &str =
     "torch float32 log_softmax and sum (lm-evaluation-harness on CPU)";
-pub const LOGLIK_SUM_F64: &str = "f64 log_softmax and sum (llama.cpp)";
+pub const LOGLIK_SUM_F64: &str =
+    "log_softmax as llama.cpp (ggml expf summed in f64 lanes), f64 sum";
 
 /// How quantized GGUF weights are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,7 +442,7 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
         );
         Ok(if is_float || opts.quant_mode == QuantMode::Dequantize {
-            Weight::Dense(qt.dequantize(&Device::Cpu)?)
+            Weight::dense(qt.dequantize(&Device::Cpu)?)?
         } else {
             Weight::Quant(
                 QuantWeight::from_qtensor(&qt)
@@ -710,9 +711,9 @@ fn load_hf(
                     a.group_size,
                 )
                 .map_err(|e| Error::model(format!("`{p}`: {e}")))?;
-                Ok(Weight::Dense(w.to_dtype(opts.dtype)?))
+                Weight::dense(w.to_dtype(opts.dtype)?)
             }
-            _ => Ok(Weight::Dense(get(&format!("{p}.weight"), opts.dtype)?)),
+            _ => Weight::dense(get(&format!("{p}.weight"), opts.dtype)?),
         }
     };
     let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -734,7 +735,7 @@ fn load_hf(
     .find(|h| names.contains(&format!("{h}.weight")) || names.contains(&format!("{h}.qweight")));
     let lm_head = match head {
         Some(h) if !cfg.tie_word_embeddings => lin(&h)?,
-        _ => Weight::Dense(embed.to_dtype(opts.dtype)?),
+        _ => Weight::dense(embed.to_dtype(opts.dtype)?)?,
     };
     let norm = get(&OUTPUT_NORM.hf_name(&prefix, None), DType::F32)?;
     let tc: Option<serde_json::Value> = match tok_config {
