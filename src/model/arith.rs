@@ -11,7 +11,7 @@
 //! here changes the numbers.
 use super::ggml;
 use super::llama::{Llama, Rows, Trace};
-use super::qmatmul::Weight;
+use super::qmatmul::{Linears, Weight};
 use crate::error::Result;
 use candle_core::{Device, Tensor};
 
@@ -23,6 +23,8 @@ pub trait Arith {
     fn embed(&self, x: Tensor) -> Result<Self::Act>;
     fn rms_norm(&self, x: &Self::Act, w: &Tensor) -> Result<Self::Act>;
     fn linear(&self, w: &Weight, x: &Self::Act) -> Result<Self::Act>;
+    /// The products of weights that read the same input, one per part ([`Linears`]).
+    fn linears(&self, w: &Linears, x: &Self::Act) -> Result<Vec<Self::Act>>;
     /// A projection `[b, s, n_heads·head_dim]` in the layout [`Arith::attention`] reads, rotated
     /// by RoPE at the rows' positions when `rope`.
     fn heads(&self, x: Self::Act, n_heads: usize, rope: bool) -> Result<Self::Act>;
@@ -274,6 +276,10 @@ impl Arith for F32<'_> {
         w.forward(x)
     }
 
+    fn linears(&self, w: &Linears, x: &Tensor) -> Result<Vec<Tensor>> {
+        w.forward(x)
+    }
+
     /// `[b, n_heads, s, head_dim]`; packed: `[1, n_heads, tokens, head_dim]`, each row RoPE'd
     /// at its own positions.
     fn heads(&self, x: Tensor, n_heads: usize, rope: bool) -> Result<Tensor> {
@@ -444,15 +450,21 @@ impl Arith for LlamaCpp<'_, '_> {
         w.forward_rows(x, self.tokens)
     }
 
+    fn linears(&self, w: &Linears, x: &Vec<f32>) -> Result<Vec<Vec<f32>>> {
+        w.forward_rows(x, self.tokens)
+    }
+
     /// Rows as they are (`[b·s, n_heads·head_dim]`), RoPE'd in place.
     fn heads(&self, mut x: Vec<f32>, n_heads: usize, rope: bool) -> Result<Vec<f32>> {
         if rope {
             let width = n_heads * self.m.cfg.head_dim;
             let half = self.m.cfg.head_dim / 2;
-            for (i, row) in x.chunks_exact_mut(width).enumerate() {
-                let p = self.pos[i % self.pos.len()];
-                ggml::rope_rows(row, &self.ropes[p * half..(p + 1) * half]);
-            }
+            use rayon::prelude::*;
+            let (pos, ropes) = (&self.pos, &self.ropes);
+            x.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
+                let p = pos[i % pos.len()];
+                ggml::rope_rows(row, &ropes[p * half..(p + 1) * half]);
+            });
         }
         Ok(x)
     }
@@ -546,9 +558,14 @@ impl Arith for LlamaCpp<'_, '_> {
     }
 
     fn add(&self, mut x: Vec<f32>, y: &Vec<f32>) -> Result<Vec<f32>> {
-        for (xi, yi) in x.iter_mut().zip(y) {
-            *xi += *yi;
-        }
+        use rayon::prelude::*;
+        x.par_chunks_mut(4096)
+            .zip(y.par_chunks(4096))
+            .for_each(|(x, y)| {
+                for (xi, yi) in x.iter_mut().zip(y) {
+                    *xi += *yi;
+                }
+            });
         Ok(x)
     }
 

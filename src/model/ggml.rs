@@ -58,17 +58,21 @@ macro_rules! with_fma {
 
 /// `ggml_compute_forward_rms_norm_f32` followed by the MUL by the weight: the squares (f32) summed
 /// in double, `scale = 1/sqrtf(mean + eps)` in f32, `y = (x·scale)·w`. `x` holds whole rows.
+/// Rows in parallel (each on its own, as llama.cpp's threads split them).
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    use rayon::prelude::*;
     let n = w.len();
     let mut out = vec![0f32; x.len()];
-    for (xr, yr) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let sum: f64 = xr.iter().map(|&v| (v * v) as f64).sum();
-        let mean = (sum / n as f64) as f32;
-        let scale = 1.0f32 / (mean + eps).sqrt();
-        for ((y, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
-            *y = v * scale * wi;
-        }
-    }
+    out.par_chunks_mut(n)
+        .zip(x.par_chunks(n))
+        .for_each(|(yr, xr)| {
+            let sum: f64 = xr.iter().map(|&v| (v * v) as f64).sum();
+            let mean = (sum / n as f64) as f32;
+            let scale = 1.0f32 / (mean + eps).sqrt();
+            for ((y, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
+                *y = v * scale * wi;
+            }
+        });
     out
 }
 
@@ -128,13 +132,23 @@ pub fn expf(x: f32) -> f32 {
 }
 
 with_fma! {
-    /// `ggml_vec_swiglu_f32`: `silu(g)·u` with `silu(x) = x / (1 + expf(0 − x))`.
-    pub fn swiglu(g: &[f32], u: &[f32]) -> Vec<f32> {
-        g.iter()
-            .zip(u)
-            .map(|(&x, &y)| x / (1.0 + expf(0.0 - x)) * y)
-            .collect()
+    /// `ggml_vec_swiglu_f32` of one span: `silu(g)·u` with `silu(x) = x / (1 + expf(0 − x))`.
+    fn swiglu_span(g: &[f32], u: &[f32], out: &mut [f32]) {
+        for ((o, &x), &y) in out.iter_mut().zip(g).zip(u) {
+            *o = x / (1.0 + expf(0.0 - x)) * y;
+        }
     }
+}
+
+/// `ggml_vec_swiglu_f32` of every value, spans in parallel.
+pub fn swiglu(g: &[f32], u: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
+    const SPAN: usize = 4096;
+    let mut out = vec![0f32; g.len().min(u.len())];
+    out.par_chunks_mut(SPAN)
+        .zip(g.par_chunks(SPAN).zip(u.par_chunks(SPAN)))
+        .for_each(|(o, (g, u))| swiglu_span(g, u, o));
+    out
 }
 
 with_fma! {

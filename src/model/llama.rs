@@ -10,20 +10,18 @@
 use super::arch::{TensorName, LAYER_TENSORS};
 use super::arith::{Arith, LlamaCpp, RopeCache, F32};
 use super::config::LlamaConfig;
-use super::qmatmul::Weight;
+use super::qmatmul::{Linears, Weight};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
-/// One transformer layer's weights, in the order of [`LAYER_TENSORS`].
+/// One transformer layer's weights, in the order of [`LAYER_TENSORS`]; q, k and v, and gate
+/// and up, each as one product where they can be joined ([`Linears`]).
 pub struct Layer {
     pub attn_norm: Tensor,
-    pub q: Weight,
-    pub k: Weight,
-    pub v: Weight,
+    pub qkv: Linears,
     pub o: Weight,
     pub ffn_norm: Tensor,
-    pub gate: Weight,
-    pub up: Weight,
+    pub gate_up: Linears,
     pub down: Weight,
 }
 
@@ -36,17 +34,28 @@ impl Layer {
         mut linear: impl FnMut(&mut S, &TensorName) -> Result<Weight>,
     ) -> Result<Layer> {
         let [attn_norm, q, k, v, o, ffn_norm, gate, up, down] = &LAYER_TENSORS;
+        let attn_norm = norm(state, attn_norm)?;
+        let qkv = vec![linear(state, q)?, linear(state, k)?, linear(state, v)?];
+        let o = linear(state, o)?;
+        let ffn_norm = norm(state, ffn_norm)?;
+        let gate_up = vec![linear(state, gate)?, linear(state, up)?];
         Ok(Layer {
-            attn_norm: norm(state, attn_norm)?,
-            q: linear(state, q)?,
-            k: linear(state, k)?,
-            v: linear(state, v)?,
-            o: linear(state, o)?,
-            ffn_norm: norm(state, ffn_norm)?,
-            gate: linear(state, gate)?,
-            up: linear(state, up)?,
+            attn_norm,
+            qkv: Linears::new(qkv)?,
+            o,
+            ffn_norm,
+            gate_up: Linears::new(gate_up)?,
             down: linear(state, down)?,
         })
+    }
+
+    /// The matrices that run, in order.
+    pub fn weights(&self) -> Vec<&Weight> {
+        let mut ws = self.qkv.weights();
+        ws.push(&self.o);
+        ws.extend(self.gate_up.weights());
+        ws.push(&self.down);
+        ws
     }
 }
 
@@ -384,9 +393,13 @@ impl Llama {
         for (li, l) in self.layers.iter().enumerate() {
             let h = a.rms_norm(&x, &l.attn_norm)?;
             a.trace("attn_norm", li, &h);
-            let q = a.heads(a.linear(&l.q, &h)?, nh, true)?;
-            let k = a.heads(a.linear(&l.k, &h)?, nkv, true)?;
-            let v = a.heads(a.linear(&l.v, &h)?, nkv, false)?;
+            let [q, k, v]: [A::Act; 3] = a
+                .linears(&l.qkv, &h)?
+                .try_into()
+                .map_err(|_| Error::model("q, k and v: three products"))?;
+            let q = a.heads(q, nh, true)?;
+            let k = a.heads(k, nkv, true)?;
+            let v = a.heads(v, nkv, false)?;
             a.trace("Qcur", li, &q);
             a.trace("Kcur", li, &k);
             a.trace("Vcur", li, &v);
@@ -398,8 +411,10 @@ impl Llama {
             a.trace("ffn_inp", li, &x);
             let h = a.rms_norm(&x, &l.ffn_norm)?;
             a.trace("ffn_norm", li, &h);
-            let g = a.linear(&l.gate, &h)?;
-            let u = a.linear(&l.up, &h)?;
+            let [g, u]: [A::Act; 2] = a
+                .linears(&l.gate_up, &h)?
+                .try_into()
+                .map_err(|_| Error::model("gate and up: two products"))?;
             a.trace("ffn_gate", li, &g);
             a.trace("ffn_up", li, &u);
             let act = a.swiglu(&g, &u)?;
@@ -518,7 +533,7 @@ impl Llama {
         let ws = self
             .layers
             .iter()
-            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .flat_map(Layer::weights)
             .chain([&self.lm_head]);
         for w in ws {
             let k = w.kernel();

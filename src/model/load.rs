@@ -469,7 +469,7 @@ fn load_gguf(path: &Path, model_ref: &str, opts: &LoadOptions) -> Result<Loaded>
     let lm_head = linear(&head.gguf_name(None), &mut get)?;
     let lm_is_quantized = layers
         .iter()
-        .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+        .flat_map(Layer::weights)
         .chain([&lm_head])
         .any(|w| w.is_quantized());
     let rope_freq_factors = if ct.tensor_infos.contains_key(ROPE_FREQS) {

@@ -84,6 +84,29 @@ impl Weight {
         matches!(self, Weight::Quant(_))
     }
 
+    /// `self`'s outputs, then `other`'s, as one weight: both dense of one dtype, or quantized
+    /// of one type, with the same inputs; `None` otherwise.
+    fn join(&self, other: &Weight) -> Result<Option<Weight>> {
+        Ok(match (self, other) {
+            (Weight::Dense(a), Weight::Dense(b))
+                if a.dtype() == b.dtype() && a.dims()[0] == b.dims()[0] =>
+            {
+                Some(Weight::Dense(Tensor::cat(&[a, b], 1)?.contiguous()?))
+            }
+            (Weight::Quant(a), Weight::Quant(b)) if a.dtype == b.dtype && a.cols == b.cols => {
+                a.kernel.join(&*b.kernel).map(|kernel| {
+                    Weight::Quant(QuantWeight {
+                        rows: a.rows + b.rows,
+                        cols: a.cols,
+                        dtype: a.dtype,
+                        kernel,
+                    })
+                })
+            }
+            _ => None,
+        })
+    }
+
     pub fn out_features(&self) -> usize {
         match self {
             Weight::Dense(wt) => wt.dims()[1],
@@ -107,11 +130,117 @@ impl Weight {
     }
 }
 
+/// Weights that multiply the same input (a layer's q, k and v; gate and up), as one product
+/// where they can be joined ([`Weight::join`]): the input is read, and for quantized weights
+/// quantized, once, and the threads share one pass over all the rows. Each output is the same
+/// dot product as it would be apart, so the numbers do not change.
+pub enum Linears {
+    /// One weight whose outputs are the parts', one after another (their widths).
+    Joined(Weight, Vec<usize>),
+    Apart(Vec<Weight>),
+}
+
+impl Linears {
+    pub fn new(ws: Vec<Weight>) -> Result<Linears> {
+        let widths: Vec<usize> = ws.iter().map(Weight::out_features).collect();
+        let mut it = ws.iter();
+        let Some(first) = it.next() else {
+            return Ok(Linears::Apart(ws));
+        };
+        let mut joined: Option<Weight> = None;
+        for w in it {
+            match joined.as_ref().unwrap_or(first).join(w)? {
+                Some(j) => joined = Some(j),
+                None => return Ok(Linears::Apart(ws)),
+            }
+        }
+        Ok(match joined {
+            Some(j) => Linears::Joined(j, widths),
+            None => Linears::Apart(ws),
+        })
+    }
+
+    /// The weights that run.
+    pub fn weights(&self) -> Vec<&Weight> {
+        match self {
+            Linears::Joined(w, _) => vec![w],
+            Linears::Apart(ws) => ws.iter().collect(),
+        }
+    }
+
+    /// Each part's outputs for `x` (`[.., in_features]`).
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Linears::Apart(ws) => ws.iter().map(|w| w.forward(x)).collect(),
+            Linears::Joined(w, widths) => {
+                let y = w.forward(x)?;
+                let last = y.rank() - 1;
+                let mut at = 0;
+                widths
+                    .iter()
+                    .map(|&n| {
+                        at += n;
+                        Ok(y.narrow(last, at - n, n)?.contiguous()?)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Each part's outputs for `n` rows of inputs (row-major), as [`Linears::forward`].
+    pub fn forward_rows(&self, x: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Linears::Apart(ws) => ws.iter().map(|w| w.forward_rows(x, n)).collect(),
+            Linears::Joined(w, widths) => {
+                let y = w.forward_rows(x, n)?;
+                let total: usize = widths.iter().sum();
+                let mut parts: Vec<Vec<f32>> =
+                    widths.iter().map(|&k| Vec::with_capacity(n * k)).collect();
+                for row in y.chunks_exact(total) {
+                    let mut at = 0;
+                    for (p, &k) in parts.iter_mut().zip(widths) {
+                        p.extend_from_slice(&row[at..at + k]);
+                        at += k;
+                    }
+                }
+                Ok(parts)
+            }
+        }
+    }
+}
+
 trait Kernel: Send + Sync {
     /// Which dot product runs, as selected at run time.
     fn name(&self) -> String;
     /// `out[i * rows + r] = dot(weight row r, x row i)` for `n` rows of `x` (`n * cols` floats).
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]);
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// This kernel's weight rows, then `other`'s, as one kernel (the same type and columns).
+    fn join(&self, other: &dyn Kernel) -> Option<Box<dyn Kernel>>;
+}
+
+/// [`Kernel::as_any`] and [`Kernel::join`] of a kernel made of `w` (blocks, row after row),
+/// `rows` and `cols`.
+macro_rules! joinable {
+    () => {
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn join(&self, other: &dyn Kernel) -> Option<Box<dyn Kernel>> {
+            let o = other.as_any().downcast_ref::<Self>()?;
+            if o.cols != self.cols {
+                return None;
+            }
+            let mut w = Vec::with_capacity(self.w.len() + o.w.len());
+            w.extend_from_slice(&self.w);
+            w.extend_from_slice(&o.w);
+            Some(Box::new(Self {
+                w,
+                rows: self.rows + o.rows,
+                cols: self.cols,
+            }))
+        }
+    };
 }
 
 pub struct QuantWeight {
@@ -601,6 +730,7 @@ fn block_isa() -> Isa {
 }
 
 impl Kernel for Q41Kernel {
+    joinable!();
     fn name(&self) -> String {
         format!("q4_1×q8_1 {}", block_isa().name())
     }
@@ -994,6 +1124,7 @@ struct Q80Kernel {
 }
 
 impl Kernel for Q80Kernel {
+    joinable!();
     fn name(&self) -> String {
         format!("q8_0×q8_0 (tinyBLAS order) {}", block_isa().name())
     }
@@ -1097,7 +1228,8 @@ fn quantize_act<V: GgmlType>(x: &[f32]) -> Vec<V> {
     }
 }
 
-impl<T: GgmlType> Kernel for Generic<T> {
+impl<T: GgmlType + 'static> Kernel for Generic<T> {
+    joinable!();
     fn name(&self) -> String {
         format!("{:?}×{:?} (candle vec_dot)", T::DTYPE, T::VecDotType::DTYPE).to_lowercase()
     }
