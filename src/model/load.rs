@@ -326,7 +326,65 @@ fn text_prefix(names: &BTreeSet<String>) -> Result<String> {
     }
 }
 
+/// The file's sha256, remembered under `$XDG_CACHE_HOME/hermes-eval/sha256/` (else
+/// `~/.cache/…`) for its identity — path, size, modification and change times, inode and device,
+/// what git's index trusts — so that a model is hashed once rather than at every run (a 14 GB
+/// 7B model takes seconds of CPU; the f32 test model 0.3 s of a 60-document bench). Any change
+/// to the file changes its change time (which no tool can set back), so it is hashed again.
 fn sha256_file(path: &Path) -> Result<String> {
+    let root = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+    sha256_cached(path, root.as_deref())
+}
+
+/// [`sha256_file`] with the cache under `root/hermes-eval/sha256` (none without a root).
+fn sha256_cached(path: &Path, root: Option<&Path>) -> Result<String> {
+    let entry = root.and_then(|r| hash_cache_entry(path, r));
+    if let Some(hash) = entry
+        .as_ref()
+        .and_then(|e| std::fs::read_to_string(e).ok())
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Ok(hash);
+    }
+    let hash = sha256_read(path)?;
+    if let Some(e) = entry {
+        // best effort: a cache that cannot be written only means hashing again next time
+        let tmp = e.with_extension(format!("tmp{}", std::process::id()));
+        if e.parent()
+            .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+            && std::fs::write(&tmp, &hash).is_ok()
+        {
+            let _ = std::fs::rename(&tmp, &e);
+        }
+    }
+    Ok(hash)
+}
+
+/// Where [`sha256_cached`] keeps the hash of `path` as it is now (`None` without the file's
+/// metadata).
+fn hash_cache_entry(path: &Path, root: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let canon = std::fs::canonicalize(path).ok()?;
+    let id = format!(
+        "{}\0{}\0{}.{}\0{}.{}\0{}\0{}",
+        canon.display(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.ino(),
+        m.dev()
+    );
+    let key = hex::encode(Sha256::digest(id.as_bytes()));
+    Some(root.join("hermes-eval/sha256").join(&key[..32]))
+}
+
+fn sha256_read(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -806,4 +864,28 @@ fn load_hf(
         chat_template,
         eos_token,
     })
+}
+
+#[cfg(test)]
+mod hash_cache_tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_hash_is_the_files_and_a_rewritten_file_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, root) = (dir.path().join("m.gguf"), dir.path().join("cache"));
+        std::fs::write(&file, b"first contents").unwrap();
+        let first = sha256_read(&file).unwrap();
+        assert_eq!(sha256_cached(&file, Some(&root)).unwrap(), first);
+        let entry = hash_cache_entry(&file, &root).unwrap();
+        assert_eq!(std::fs::read_to_string(&entry).unwrap(), first);
+        assert_eq!(sha256_cached(&file, Some(&root)).unwrap(), first);
+        // the same length, rewritten in place: a new change time, a new entry, a new hash
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, b"other contents").unwrap();
+        let second = sha256_read(&file).unwrap();
+        assert_ne!(first, second);
+        assert_ne!(hash_cache_entry(&file, &root).unwrap(), entry);
+        assert_eq!(sha256_cached(&file, Some(&root)).unwrap(), second);
+    }
 }

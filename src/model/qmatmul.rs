@@ -37,7 +37,33 @@ fn dense_min_rows(wt: &Tensor) -> usize {
 impl Weight {
     /// A dense weight from its `[out_features, in_features]` tensor.
     pub fn dense(w: Tensor) -> Result<Weight> {
-        Ok(Weight::Dense(w.t()?.contiguous()?))
+        if w.dtype() != DType::F32 || !w.is_contiguous() {
+            return Ok(Weight::Dense(w.t()?.contiguous()?));
+        }
+        // f32 (every float model's compute type here): transposed in 32 × 32 tiles, several
+        // times faster than candle's element-by-element strided copy of a whole model
+        let (rows, cols) = w.dims2()?;
+        let (storage, layout) = w.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Err(Error::model("dense weight: not on the CPU"));
+        };
+        let src = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * cols];
+        let mut t = vec![0f32; rows * cols];
+        const B: usize = 32;
+        for r0 in (0..rows).step_by(B) {
+            for c0 in (0..cols).step_by(B) {
+                for r in r0..(r0 + B).min(rows) {
+                    for c in c0..(c0 + B).min(cols) {
+                        t[c * rows + r] = src[r * cols + c];
+                    }
+                }
+            }
+        }
+        Ok(Weight::Dense(Tensor::from_vec(
+            t,
+            (cols, rows),
+            &Device::Cpu,
+        )?))
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
