@@ -142,12 +142,50 @@ fn pack_groups(sizes: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 impl CandleLm {
+    /// Score requests on every thread: the call's requests in one contiguous share per thread
+    /// (prefix runs kept whole, shares of about equal tokens), each share scored as a batch of
+    /// its own ([`CandleLm::score_share`]) on its own thread. A forward pass split over the
+    /// threads operation by operation leaves them waiting at every one of its hundreds of
+    /// joins (a tenth of the CPU time on 2 threads); a share runs through a whole pass alone,
+    /// and the operations' own parallelism still lets an idle thread take over work. A
+    /// request's numbers do not depend on what it is batched with, so neither do they on the
+    /// shares.
+    fn score(&self, reqs: &[Prepared]) -> Result<Vec<Loglik>> {
+        let threads = rayon::current_num_threads();
+        let runs = prefix_runs(reqs, self.llama.llamacpp_arith);
+        if threads < 2 || runs.len() < 2 {
+            return self.score_share(reqs);
+        }
+        let total: usize = reqs.iter().map(|r| r.input.len()).sum();
+        let mut shares: Vec<std::ops::Range<usize>> = vec![];
+        let (mut start, mut tokens) = (0, 0);
+        for run in &runs {
+            tokens += reqs[run.clone()]
+                .iter()
+                .map(|r| r.input.len())
+                .sum::<usize>();
+            // close a share once it holds its part of the tokens
+            if tokens * threads >= total * (shares.len() + 1) && shares.len() + 1 < threads {
+                shares.push(start..run.end);
+                start = run.end;
+            }
+        }
+        if start < reqs.len() {
+            shares.push(start..reqs.len());
+        }
+        let scored: Vec<Vec<Loglik>> = shares
+            .into_par_iter()
+            .map(|share| self.score_share(&reqs[share]))
+            .collect::<Result<_>>()?;
+        Ok(scored.into_iter().flatten().collect())
+    }
+
     /// Score requests of any number of documents in few forward passes. Requests that share a
     /// prefix ([`prefix_runs`]: a document's choices) have it computed once; then every
     /// run's prefix goes into one packed pass and every request's rest after its prefix into
     /// another ([`Llama::forward_packed`]: no padding, the weights read once for all
     /// documents). Each request's numbers equal scoring it alone.
-    fn score(&self, reqs: &[Prepared]) -> Result<Vec<Loglik>> {
+    fn score_share(&self, reqs: &[Prepared]) -> Result<Vec<Loglik>> {
         let runs = prefix_runs(reqs, self.llama.llamacpp_arith);
         let prefix: Vec<usize> = runs
             .iter()
