@@ -227,7 +227,13 @@ impl CandleLm {
             }
             let n = sel.len();
             let rows_h = hidden.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
-            let logits = self.llama.logits(&rows_h)?.to_vec2::<f32>()?;
+            // one buffer of logits, rows viewed in place (a vocabulary-wide row is too large
+            // for the allocator's heap: a Vec each was an mmap, page faults and an munmap)
+            let flat = self
+                .llama
+                .lm_head
+                .forward_rows(&rows_h.flatten_all()?.to_vec1::<f32>()?, n)?;
+            let logits: Vec<&[f32]> = flat.chunks_exact(flat.len() / n.max(1)).collect();
             // each request's log-softmaxes on its own (in parallel: a full vocabulary each)
             let mut at = 0;
             let spans: Vec<(usize, &Prepared)> = reqs[g]
@@ -247,7 +253,7 @@ impl CandleLm {
     }
 
     /// A continuation's log-likelihood from the logits that predict its tokens.
-    fn loglik(&self, rows: &[Vec<f32>], targets: &[u32]) -> Loglik {
+    fn loglik(&self, rows: &[&[f32]], targets: &[u32]) -> Loglik {
         if !self.llama.llamacpp_arith {
             // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3).
             return torch_sum::loglik(rows, targets);
