@@ -11,7 +11,7 @@
 //! here changes the numbers.
 use super::ggml;
 use super::llama::{Llama, Rows, Trace};
-use super::qmatmul::{Linears, Weight};
+use super::qmatmul::{storage_f32, Linears, Weight};
 use crate::error::Result;
 use candle_core::{Device, Tensor};
 
@@ -420,16 +420,6 @@ impl<'m, 't> LlamaCpp<'m, 't> {
             pos,
             trace,
         }
-    }
-}
-
-/// The f32 values of a CPU tensor's storage from its first element on (its layout's strides
-/// tell where each element is).
-fn storage_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(c) => Ok(f(&c.as_slice::<f32>()?[layout.start_offset()..])),
-        _ => Err(crate::error::Error::model("kv cache: not on the CPU")),
     }
 }
 

@@ -227,13 +227,8 @@ impl CandleLm {
             }
             let n = sel.len();
             let rows_h = hidden.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
-            // one buffer of logits, rows viewed in place (a vocabulary-wide row is too large
-            // for the allocator's heap: a Vec each was an mmap, page faults and an munmap)
-            let flat = self
-                .llama
-                .lm_head
-                .forward_rows(&rows_h.flatten_all()?.to_vec1::<f32>()?, n)?;
-            let logits: Vec<&[f32]> = flat.chunks_exact(flat.len() / n.max(1)).collect();
+            let (flat, vocab) = self.llama.logits(&rows_h)?;
+            let logits: Vec<&[f32]> = flat.chunks_exact(vocab).collect();
             // each request's log-softmaxes on its own (in parallel: a full vocabulary each)
             let mut at = 0;
             let spans: Vec<(usize, &Prepared)> = reqs[g]
@@ -516,8 +511,10 @@ impl CandleLm {
                     .map(|&r| std::mem::take(&mut rows[r].cache))
                     .collect();
                 let h = self.llama.decode_step(&tokens, &mut caches)?;
-                let logits = self.llama.logits(&h)?.to_vec2::<f32>()?;
-                for ((&r, cache), row_logits) in active.iter().zip(caches).zip(&logits) {
+                let (logits, vocab) = self.llama.logits(&h)?;
+                for ((&r, cache), row_logits) in
+                    active.iter().zip(caches).zip(logits.chunks_exact(vocab))
+                {
                     let row = &mut rows[r];
                     row.cache = cache;
                     let next = pick_token(row_logits, opts.temperature, &mut row.rng);

@@ -12,7 +12,7 @@ use super::arith::{Arith, LlamaCpp, RopeCache, F32};
 use super::config::LlamaConfig;
 use super::qmatmul::{Linears, Weight};
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 /// One transformer layer's weights, in the order of [`LAYER_TENSORS`]; q, k and v, and gate
 /// and up, each as one product where they can be joined ([`Linears`]).
@@ -526,7 +526,6 @@ impl Llama {
         Ok(x.reshape((b, self.cfg.hidden_size))?)
     }
 
-    /// Logits `[n, vocab]` (f32) for hidden-state rows `[n, hidden]`.
     /// The matmul kernels of the layers and the output head, distinct, in first-use order.
     pub fn kernel(&self) -> String {
         let mut names: Vec<String> = vec![];
@@ -544,10 +543,14 @@ impl Llama {
         names.join(", ")
     }
 
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head
-            .forward(hidden)?
-            .to_dtype(DType::F32)
-            .map_err(Error::from)
+    /// Logits (f32) for hidden-state rows `[n, hidden]`: `n` rows of the vocabulary's width in
+    /// one buffer (a vocabulary-wide row is too large for the allocator's heap: a buffer each
+    /// was an mmap, page faults and an munmap) and that width.
+    pub fn logits(&self, hidden: &Tensor) -> Result<(Vec<f32>, usize)> {
+        let n = hidden.dim(0)?;
+        let flat = self
+            .lm_head
+            .forward_rows(&hidden.flatten_all()?.to_vec1::<f32>()?, n)?;
+        Ok((flat, self.lm_head.out_features().max(1)))
     }
 }

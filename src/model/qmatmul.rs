@@ -43,22 +43,19 @@ impl Weight {
         // f32 (every float model's compute type here): transposed in 32 × 32 tiles, several
         // times faster than candle's element-by-element strided copy of a whole model
         let (rows, cols) = w.dims2()?;
-        let (storage, layout) = w.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            return Err(Error::model("dense weight: not on the CPU"));
-        };
-        let src = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * cols];
         let mut t = vec![0f32; rows * cols];
-        const B: usize = 32;
-        for r0 in (0..rows).step_by(B) {
-            for c0 in (0..cols).step_by(B) {
-                for r in r0..(r0 + B).min(rows) {
-                    for c in c0..(c0 + B).min(cols) {
-                        t[c * rows + r] = src[r * cols + c];
+        storage_f32(&w, |src| {
+            const B: usize = 32;
+            for r0 in (0..rows).step_by(B) {
+                for c0 in (0..cols).step_by(B) {
+                    for r in r0..(r0 + B).min(rows) {
+                        for c in c0..(c0 + B).min(cols) {
+                            t[c * rows + r] = src[r * cols + c];
+                        }
                     }
                 }
             }
-        }
+        })?;
         Ok(Weight::Dense(Tensor::from_vec(
             t,
             (cols, rows),
@@ -355,6 +352,16 @@ fn blocks<T>(bytes: &[u8], rows: usize, cols: usize) -> Result<Vec<T>> {
         v.set_len(n);
     }
     Ok(v)
+}
+
+/// The f32 values of a CPU tensor's storage from its first element on (its layout's strides
+/// tell where each element is).
+pub(crate) fn storage_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(c) => Ok(f(&c.as_slice::<f32>()?[layout.start_offset()..])),
+        _ => Err(Error::model("tensor not on the CPU")),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -1498,6 +1505,38 @@ mod tests {
             for n in [2, 3, 4, 5, 8, 13, 40] {
                 let all = dense.forward_rows(&x[..n * cols], n).unwrap();
                 assert_eq!(&all[..rows], &alone[..], "{rows}×{cols}, batch of {n}");
+            }
+        }
+    }
+
+    /// Joined weights give each part the bits it has apart (dense: one gemm over the joined
+    /// columns; quantized: the same kernels over the joined rows).
+    #[test]
+    fn joined_products_equal_the_parts_apart() {
+        let cols = 576;
+        let parts = || {
+            [(576, 21), (192, 22), (192, 23)].map(|(rows, seed)| {
+                Tensor::from_vec(rand_vec(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap()
+            })
+        };
+        let x = rand_vec(13 * cols, 24);
+        let dense = |ws: [Tensor; 3]| ws.map(|w| Weight::dense(w).unwrap());
+        let quant = |ws: [Tensor; 3]| {
+            ws.map(|w| {
+                Weight::Quant(
+                    QuantWeight::from_qtensor(&QTensor::quantize(&w, GgmlDType::Q4_1).unwrap())
+                        .unwrap(),
+                )
+            })
+        };
+        for (name, ws) in [("dense", dense(parts())), ("q4_1", quant(parts()))] {
+            let apart: Vec<Vec<f32>> = ws.iter().map(|w| w.forward_rows(&x, 13).unwrap()).collect();
+            let joined = Linears::new(Vec::from(ws)).unwrap();
+            assert!(matches!(joined, Linears::Joined(..)), "{name}: not joined");
+            let got = joined.forward_rows(&x, 13).unwrap();
+            for (g, a) in got.iter().zip(&apart) {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(g), bits(a), "{name}");
             }
         }
     }
