@@ -128,7 +128,10 @@ pub fn expf(x: f32) -> f32 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
     // scalef: j·2^n rounded once (the f64 product is exact; |n| ≤ 192 is a normal f64 power).
-    (j as f64 * f64::from_bits(((n as i64 + 1023) as u64) << 52)) as f32
+    // 2^n's exponent field n + 1023 is read off the bits of 2^52 + 1023 + n (exact: integers
+    // below 2^53), not converted with `as i64`, whose saturation does not vectorise.
+    let biased = (n as f64 + (4503599627370496.0 + 1023.0)).to_bits();
+    (j as f64 * f64::from_bits(biased << 52)) as f32
 }
 
 with_fma! {
@@ -267,15 +270,141 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape) -> Vec<f32> {
     use rayon::prelude::*;
     let width = sh.n_head * sh.head_dim;
     let mut out = vec![0f32; sh.s * width];
+    // the AVX-512 kernels take heads of 64 and 128 values (Llama's, Mistral's, SmolLM's)
+    let blocks = matches!(sh.head_dim, 64 | 128) && has_avx512f();
     out.par_chunks_mut(width).enumerate().for_each(|(i, o)| {
-        attention_row(&q[i * width..(i + 1) * width], k, v, sh, sh.t - sh.s + i, o)
+        attention_row(
+            &q[i * width..(i + 1) * width],
+            k,
+            v,
+            sh,
+            sh.t - sh.s + i,
+            blocks,
+            o,
+        )
     });
     out
 }
 
+fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The K·Q scores `x·scale + 0` of keys `from..from + 16·blocks` (`keys`: every key of the
+/// head, `q.len()` values each, a multiple of 16) into `w`, and their largest. Each score is
+/// exactly what the one-key loop of [`attention_row`] computes: 16 lanes accumulated with FMA
+/// chunk after chunk, then [`reduce16`]'s tree of additions, applied here to 16 keys' lanes at
+/// once by pairing registers (halves, quarters, pairs, then single lanes: the same additions,
+/// transposed).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn kq_blocks16<const C: usize>(
+    keys: &[f32],
+    q: &[f32],
+    scale: f32,
+    from: usize,
+    w: &mut [f32],
+) -> f32 {
+    use std::arch::x86_64::*;
+    let hd = 16 * C;
+    let n = w.len();
+    assert!(keys.len() >= (from + n) * hd && q.len() == hd && n.is_multiple_of(16));
+    let qc: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(q.as_ptr().add(16 * c)));
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+    for blk in (0..n).step_by(16) {
+        let kp = keys.as_ptr().add((from + blk) * hd);
+        let acc: [__m512; 16] = std::array::from_fn(|j| {
+            let mut a = _mm512_setzero_ps();
+            for (c, qc) in qc.iter().enumerate() {
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(kp.add(j * hd + 16 * c)), *qc, a);
+            }
+            a
+        });
+        // t8[i] = a[i + 8] + a[i]: keys 2m and 2m + 1 in one register, 8 lanes each
+        let s1: [__m512; 8] = std::array::from_fn(|m| {
+            let (a, b) = (acc[2 * m], acc[2 * m + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+            )
+        });
+        // t4[i] = t8[i + 4] + t8[i]: keys 4n .. 4n + 4, one per 128-bit lane
+        let s2: [__m512; 4] = std::array::from_fn(|n| {
+            let (a, b) = (s1[2 * n], s1[2 * n + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+            )
+        });
+        // (t4[0] + t4[2]) and (t4[1] + t4[3]): 128-bit lane L holds keys L + 4·{0, 1} (or {2, 3})
+        let s3: [__m512; 2] = std::array::from_fn(|h| {
+            let (a, b) = (_mm512_castps_pd(s2[2 * h]), _mm512_castps_pd(s2[2 * h + 1]));
+            _mm512_add_ps(
+                _mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)),
+            )
+        });
+        // their sum: lane 4L + m holds key L + 4m
+        let s4 = _mm512_add_ps(
+            _mm512_shuffle_ps::<0b10_00_10_00>(s3[0], s3[1]),
+            _mm512_shuffle_ps::<0b11_01_11_01>(s3[0], s3[1]),
+        );
+        let x = _mm512_permutexvar_ps(order, s4);
+        let x = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(scale)), _mm512_setzero_ps());
+        max = _mm512_max_ps(max, x);
+        _mm512_storeu_ps(w.as_mut_ptr().add(blk), x);
+    }
+    _mm512_reduce_max_ps(max)
+}
+
+/// The probabilities times the values of one head, as [`attention_row`]'s 16 lanes compute it
+/// (lane `l` of output `d` accumulates `fma(v[j][d], p[j], ·)` over keys `j ≡ l (mod 16)` in order,
+/// then [`reduce16_columns`]' additions), with each 16-wide slice of `d` kept in registers
+/// instead of memory. `out`: `head_dim` values (a multiple of 16).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn av_lanes16(p: &[f32], v: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let hd = out.len();
+    let n = p.len();
+    assert!(v.len() >= n * hd && hd.is_multiple_of(16));
+    let vp = v.as_ptr();
+    for c in (0..hd).step_by(16) {
+        let mut acc = [_mm512_setzero_ps(); 16];
+        let mut j = 0;
+        while j + 16 <= n {
+            for (l, a) in acc.iter_mut().enumerate() {
+                let x = _mm512_loadu_ps(vp.add((j + l) * hd + c));
+                *a = _mm512_fmadd_ps(x, _mm512_set1_ps(p[j + l]), *a);
+            }
+            j += 16;
+        }
+        for (l, a) in acc.iter_mut().enumerate().take(n - j) {
+            let x = _mm512_loadu_ps(vp.add((j + l) * hd + c));
+            *a = _mm512_fmadd_ps(x, _mm512_set1_ps(p[j + l]), *a);
+        }
+        for half in [8, 4, 2, 1] {
+            for l in 0..half {
+                acc[l] = _mm512_add_ps(acc[l], acc[l + half]);
+            }
+        }
+        _mm512_storeu_ps(out.as_mut_ptr().add(c), acc[0]);
+    }
+}
+
 with_fma! {
     /// Every head of one query row at position `pos`.
-    fn attention_row(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape, pos: usize, out: &mut [f32]) {
+    fn attention_row(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape, pos: usize, blocks: bool, out: &mut [f32]) {
         let (t, hd) = (sh.t, sh.head_dim);
         let n_rep = sh.n_head / sh.n_kv_head;
         let chunks = hd.div_ceil(16);
@@ -295,7 +424,26 @@ with_fma! {
             let vh = &v[at..at + t * hd];
             // scores of the visible keys; the others stay -inf and give exp 0
             let mut max = f32::NEG_INFINITY;
-            for (j, wj) in w.iter_mut().enumerate().skip(first) {
+            // whole blocks of 16 visible keys at once, where the CPU has AVX-512 (the same bits)
+            let mut from = first;
+            #[cfg(target_arch = "x86_64")]
+            if blocks {
+                // (no NaN: the largest is the same whatever the order it is taken in)
+                let n = (pos + 1 - first) / 16 * 16;
+                // SAFETY: `blocks` says the CPU has AVX-512F and head_dim is a multiple of 16;
+                // keys first..first + n are within the t keys of this head.
+                let (q, w) = (&qh[..hd], &mut w[first..first + n]);
+                max = unsafe {
+                    match hd {
+                        64 => kq_blocks16::<4>(kh, q, sh.scale, first, w),
+                        _ => kq_blocks16::<8>(kh, q, sh.scale, first, w),
+                    }
+                };
+                from += n;
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = blocks;
+            for (j, wj) in w.iter_mut().enumerate().skip(from) {
                 let key = &kh[j * hd..(j + 1) * hd];
                 // whole 16-lane chunks of the key where it is a multiple of 16 long, else a
                 // zero-padded copy
@@ -328,6 +476,13 @@ with_fma! {
                 *x = round_f16(*x * inv);
             }
             // lane l of output d accumulates keys l, l+16, … in order
+            #[cfg(target_arch = "x86_64")]
+            if blocks {
+                // SAFETY: `blocks` says the CPU has AVX-512F and head_dim is a multiple of 16;
+                // vh holds the pos + 1 keys' values.
+                unsafe { av_lanes16(&e[..pos + 1], &vh[..(pos + 1) * hd], &mut out[h * hd..(h + 1) * hd]) };
+                continue;
+            }
             acc_v.iter_mut().for_each(|x| *x = 0.0);
             for (j, &pj) in e[..pos + 1].iter().enumerate() {
                 let lane = &mut acc_v[(j % 16) * hd..(j % 16 + 1) * hd];
@@ -344,6 +499,36 @@ with_fma! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exponent read off the bits of 2^52 + 1023 + n is `n as i64 + 1023`: every input
+    /// gives the bits of the formula with the integer conversion.
+    #[test]
+    fn expf_scale_is_the_integer_exponent() {
+        let reference = |x: f32| -> f32 {
+            let c = f32::from_bits;
+            let r = c(0x4b40_0000);
+            let z = x.mul_add(c(0x3fb8_aa3b), r);
+            let n = z - r;
+            let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+            let u = b * b;
+            let j = c(0x3c07_2010)
+                .mul_add(b, c(0x3d2b_9f17))
+                .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+                .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+            if n.abs() > 192.0 {
+                return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+            }
+            (j as f64 * f64::from_bits(((n as i64 + 1023) as u64) << 52)) as f32
+        };
+        let mut x = -140.0f32;
+        while x < 140.0 {
+            assert_eq!(expf(x).to_bits(), reference(x).to_bits(), "{x}");
+            x += 0.0173;
+        }
+        for x in [0.0, -0.0, 88.7, 88.73, -87.3, -103.9, -104.0, 1e-30, -1e-30] {
+            assert_eq!(expf(x).to_bits(), reference(x).to_bits(), "{x}");
+        }
+    }
 
     #[test]
     fn expf_is_close_to_libm() {
@@ -393,6 +578,45 @@ mod tests {
         reduce16_columns(&mut lanes, n);
         let got: Vec<u32> = lanes[..n].iter().map(|x| x.to_bits()).collect();
         assert_eq!(got, want);
+    }
+
+    /// The 16-key blocks of K·Q (AVX-512) give every score the bits of the key-by-key loop.
+    #[test]
+    fn key_blocks_give_the_bits_of_one_key_at_a_time() {
+        if !has_avx512f() {
+            return;
+        }
+        let t = 75;
+        for window in [None, Some(20)] {
+            let sh = AttnShape {
+                s: t,
+                t,
+                stride: t + 3,
+                n_head: 6,
+                n_kv_head: 2,
+                head_dim: 64,
+                scale: 0.125,
+                window,
+            };
+            let width = sh.n_head * sh.head_dim;
+            let val =
+                |i: usize, m: usize| (((i * m) % 1999) as f32 - 999.0) * 1.7e-3 + (i as f32).sin();
+            let q: Vec<f32> = (0..t * width).map(|i| val(i, 7919)).collect();
+            let k: Vec<f32> = (0..2 * sh.stride * 64)
+                .map(|i| round_f16(val(i, 104729)))
+                .collect();
+            let v: Vec<f32> = (0..2 * sh.stride * 64)
+                .map(|i| round_f16(val(i, 31337)))
+                .collect();
+            for pos in [0, 15, 16, 17, 40, t - 1] {
+                let row = &q[pos * width..(pos + 1) * width];
+                let (mut a, mut b) = (vec![0f32; width], vec![0f32; width]);
+                attention_row(row, &k, &v, &sh, pos, true, &mut a);
+                attention_row(row, &k, &v, &sh, pos, false, &mut b);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "position {pos}, window {window:?}");
+            }
+        }
     }
 
     #[test]
