@@ -114,6 +114,20 @@ with_fma! {
 /// ggml's AVX-512 `ggml_v_expf` (the ARM optimized-routines polynomial, `scalef` for 2^n).
 #[inline(always)]
 pub fn expf(x: f32) -> f32 {
+    let (n, j) = expf_reduced(x);
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // scalef: j·2^n rounded once (the f64 product is exact; |n| ≤ 192 is a normal f64 power).
+    // 2^n's exponent field n + 1023 is read off the bits of 2^52 + 1023 + n (exact: integers
+    // below 2^53), not converted with `as i64`, whose saturation does not vectorise.
+    let biased = (n as f64 + (4503599627370496.0 + 1023.0)).to_bits();
+    (j as f64 * f64::from_bits(biased << 52)) as f32
+}
+
+/// `expf`'s range reduction and polynomial: `x = n·ln 2 + b` with `n` integral, and `j ≈ e^b`.
+#[inline(always)]
+fn expf_reduced(x: f32) -> (f32, f32) {
     let c = f32::from_bits;
     let r = c(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(c(0x3fb8_aa3b), r);
@@ -124,14 +138,7 @@ pub fn expf(x: f32) -> f32 {
         .mul_add(b, c(0x3d2b_9f17))
         .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
         .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
-    if n.abs() > 192.0 {
-        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
-    }
-    // scalef: j·2^n rounded once (the f64 product is exact; |n| ≤ 192 is a normal f64 power).
-    // 2^n's exponent field n + 1023 is read off the bits of 2^52 + 1023 + n (exact: integers
-    // below 2^53), not converted with `as i64`, whose saturation does not vectorise.
-    let biased = (n as f64 + (4503599627370496.0 + 1023.0)).to_bits();
-    (j as f64 * f64::from_bits(biased << 52)) as f32
+    (n, j)
 }
 
 with_fma! {
@@ -505,16 +512,7 @@ mod tests {
     #[test]
     fn expf_scale_is_the_integer_exponent() {
         let reference = |x: f32| -> f32 {
-            let c = f32::from_bits;
-            let r = c(0x4b40_0000);
-            let z = x.mul_add(c(0x3fb8_aa3b), r);
-            let n = z - r;
-            let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
-            let u = b * b;
-            let j = c(0x3c07_2010)
-                .mul_add(b, c(0x3d2b_9f17))
-                .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
-                .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+            let (n, j) = expf_reduced(x);
             if n.abs() > 192.0 {
                 return if n <= 0.0 { 0.0 } else { f32::INFINITY };
             }
