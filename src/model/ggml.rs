@@ -437,8 +437,8 @@ with_fma! {
             if blocks {
                 // (no NaN: the largest is the same whatever the order it is taken in)
                 let n = (pos + 1 - first) / 16 * 16;
-                // SAFETY: `blocks` says the CPU has AVX-512F and head_dim is a multiple of 16;
-                // keys first..first + n are within the t keys of this head.
+                // SAFETY: `blocks` says the CPU has AVX-512F and head_dim is 64 or 128; keys
+                // first..first + n are within the t keys of this head.
                 let (q, w) = (&qh[..hd], &mut w[first..first + n]);
                 max = unsafe {
                     match hd {
@@ -485,8 +485,8 @@ with_fma! {
             // lane l of output d accumulates keys l, l+16, … in order
             #[cfg(target_arch = "x86_64")]
             if blocks {
-                // SAFETY: `blocks` says the CPU has AVX-512F and head_dim is a multiple of 16;
-                // vh holds the pos + 1 keys' values.
+                // SAFETY: `blocks` says the CPU has AVX-512F and head_dim is 64 or 128; vh
+                // holds the pos + 1 keys' values.
                 unsafe { av_lanes16(&e[..pos + 1], &vh[..(pos + 1) * hd], &mut out[h * hd..(h + 1) * hd]) };
                 continue;
             }
@@ -578,32 +578,33 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// The 16-key blocks of K·Q (AVX-512) give every score the bits of the key-by-key loop.
+    /// The 16-key blocks of K·Q and the register-held V product (AVX-512) give the bits of the
+    /// key-by-key loops, for both head sizes they take.
     #[test]
     fn key_blocks_give_the_bits_of_one_key_at_a_time() {
         if !has_avx512f() {
             return;
         }
         let t = 75;
-        for window in [None, Some(20)] {
+        for (head_dim, window) in [(64, None), (64, Some(20)), (128, None), (128, Some(20))] {
             let sh = AttnShape {
                 s: t,
                 t,
                 stride: t + 3,
                 n_head: 6,
                 n_kv_head: 2,
-                head_dim: 64,
-                scale: 0.125,
+                head_dim,
+                scale: 1.0 / (head_dim as f32).sqrt(),
                 window,
             };
             let width = sh.n_head * sh.head_dim;
             let val =
                 |i: usize, m: usize| (((i * m) % 1999) as f32 - 999.0) * 1.7e-3 + (i as f32).sin();
             let q: Vec<f32> = (0..t * width).map(|i| val(i, 7919)).collect();
-            let k: Vec<f32> = (0..2 * sh.stride * 64)
+            let k: Vec<f32> = (0..2 * sh.stride * head_dim)
                 .map(|i| round_f16(val(i, 104729)))
                 .collect();
-            let v: Vec<f32> = (0..2 * sh.stride * 64)
+            let v: Vec<f32> = (0..2 * sh.stride * head_dim)
                 .map(|i| round_f16(val(i, 31337)))
                 .collect();
             for pos in [0, 15, 16, 17, 40, t - 1] {
@@ -612,7 +613,11 @@ mod tests {
                 attention_row(row, &k, &v, &sh, pos, true, &mut a);
                 attention_row(row, &k, &v, &sh, pos, false, &mut b);
                 let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&a), bits(&b), "position {pos}, window {window:?}");
+                assert_eq!(
+                    bits(&a),
+                    bits(&b),
+                    "head_dim {head_dim}, position {pos}, window {window:?}"
+                );
             }
         }
     }
