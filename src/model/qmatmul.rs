@@ -563,20 +563,40 @@ const COLS_AT_ONCE: usize = 4;
 const TILE_W: usize = 4;
 const TILE_A: usize = 8;
 
-/// `tile(w, a)`: the `TILE_W × TILE_A` dots of `TILE_W` consecutive weight rows and `TILE_A`
-/// consecutive activation rows (`bpr` blocks each), `out[i][r]`.
+/// `tile(w, a)`: the dots of `TILE_W` consecutive weight rows and up to `TILE_A` consecutive
+/// activation rows (`bpr` blocks each), `out[i][r]` (rows past the instance's count are zero).
 #[cfg(target_arch = "x86_64")]
 type TileFn<W, A> = unsafe fn(&[W], &[A], usize) -> [[f32; TILE_W]; TILE_A];
 
+/// A tile kernel's instances for 1..=`TILE_A` activation rows, `[k - 1]` for `k` rows: the last
+/// activation rows of a call (`n % TILE_A`) get a tile of their own size, neither padding nor
+/// the slower one-row kernels.
+#[cfg(target_arch = "x86_64")]
+type TileFns<W, A> = [TileFn<W, A>; TILE_A];
+
+/// The instances of a tile kernel generic over its activation rows, as a [`TileFns`].
+#[cfg(target_arch = "x86_64")]
+macro_rules! tile_fns {
+    ($f:ident) => {
+        [
+            $f::<1>, $f::<2>, $f::<3>, $f::<4>, $f::<5>, $f::<6>, $f::<7>, $f::<8>,
+        ]
+    };
+}
+
+/// A tile kernel bound to its operands: `tile(r, i, k)`.
+type TileCall<'t> = &'t (dyn Fn(usize, usize, usize) -> [[f32; TILE_W]; TILE_A] + Sync);
+
 /// [`for_each_dot`] with a kernel that computes `COLS_AT_ONCE` activation rows per weight row,
-/// and whole `TILE_W × TILE_A` tiles with `tile` where it is given.
+/// and whole tiles of `TILE_W` weight rows with `tile` where it is given: `tile(r, i, k)`, the
+/// dots of weight rows `r..r + TILE_W` and the `k ≤ TILE_A` activation rows from `i`.
 fn for_each_dot_x4(
     rows: usize,
     n: usize,
     out: &mut [f32],
     dot: impl Fn(usize, usize) -> f32 + Sync,
     dot4: impl Fn(usize, usize) -> [f32; COLS_AT_ONCE] + Sync,
-    tile: Option<&(dyn Fn(usize, usize) -> [[f32; TILE_W]; TILE_A] + Sync)>,
+    tile: Option<TileCall<'_>>,
 ) {
     assert_eq!(out.len(), rows * n);
     let ptr = SendPtr(out.as_mut_ptr());
@@ -590,15 +610,16 @@ fn for_each_dot_x4(
         let put = move |i: usize, r: usize, v: f32| unsafe { *base.add(i * rows + r) = v };
         let mut i = 0;
         if let Some(tile) = tile {
-            while i + TILE_A <= n {
+            while i < n {
+                let k = TILE_A.min(n - i);
                 let mut r = r0;
                 while r + TILE_W <= r1 {
-                    for (k, vs) in tile(r, i).iter().enumerate() {
-                        // SAFETY: outputs r..r + TILE_W of row i + k, this task's alone.
+                    for (h, vs) in tile(r, i, k).iter().take(k).enumerate() {
+                        // SAFETY: outputs r..r + TILE_W of row i + h, this task's alone.
                         unsafe {
                             std::ptr::copy_nonoverlapping(
                                 vs.as_ptr(),
-                                base.add((i + k) * rows + r),
+                                base.add((i + h) * rows + r),
                                 TILE_W,
                             )
                         };
@@ -606,13 +627,11 @@ fn for_each_dot_x4(
                     r += TILE_W;
                 }
                 for r in r..r1 {
-                    for h in (0..TILE_A).step_by(COLS_AT_ONCE) {
-                        for (k, v) in dot4(r, i + h).into_iter().enumerate() {
-                            put(i + h + k, r, v);
-                        }
+                    for h in i..i + k {
+                        put(h, r, dot(r, h));
                     }
                 }
-                i += TILE_A;
+                i += k;
             }
         }
         while i + COLS_AT_ONCE <= n {
@@ -639,7 +658,7 @@ struct BlockDots<W, A> {
     /// The same integer products with AVX-512 VNNI (`vpdpbusd`), where the CPU has it, and its
     /// tile kernel.
     #[cfg(target_arch = "x86_64")]
-    vnni: (DotFns<W, A>, Option<TileFn<W, A>>),
+    vnni: (DotFns<W, A>, Option<TileFns<W, A>>),
     scalar: fn(&[W], &[A]) -> f32,
 }
 
@@ -664,10 +683,10 @@ impl<W: Sync, A: Sync> BlockDots<W, A> {
         } {
             // SAFETY: block_isa saw the CPU support the features the kernels are compiled for.
             let tiles = tile.map(|t| {
-                move |r: usize, i: usize| unsafe {
-                    t(
+                move |r: usize, i: usize, k: usize| unsafe {
+                    t[k - 1](
                         &w[r * bpr..(r + TILE_W) * bpr],
-                        &xq[i * bpr..(i + TILE_A) * bpr],
+                        &xq[i * bpr..(i + k) * bpr],
                         bpr,
                     )
                 }
@@ -678,9 +697,7 @@ impl<W: Sync, A: Sync> BlockDots<W, A> {
                 out,
                 |r, i| unsafe { one(wr(r), [a(i)])[0] },
                 |r, i| unsafe { four(wr(r), [a(i), a(i + 1), a(i + 2), a(i + 3)]) },
-                tiles
-                    .as_ref()
-                    .map(|t| t as &(dyn Fn(usize, usize) -> [[f32; TILE_W]; TILE_A] + Sync)),
+                tiles.as_ref().map(|t| t as TileCall<'_>),
             );
         }
         for_each_dot(rows, n, out, |r, i| (self.scalar)(wr(r), a(i)));
@@ -812,7 +829,7 @@ impl Kernel for Q41Kernel {
                     vec_dot_q4_1_q8_1_vnni::<1>,
                     vec_dot_q4_1_q8_1_vnni::<COLS_AT_ONCE>,
                 ),
-                Some(q4_1_tile_vnni),
+                Some(tile_fns!(q4_1_tile_vnni)),
             ),
             scalar: vec_dot_q4_1_q8_1_scalar,
         };
@@ -943,18 +960,19 @@ unsafe fn pair_ps(d0: f32, d1: f32) -> std::arch::x86_64::__m512 {
 }
 
 /// The blocks of a tile: weight row `r`'s and activation row `i`'s block `b`, unchecked after
-/// one check that the slices hold `TILE_W` and `TILE_A` rows of `bpr` blocks.
+/// one check that the slices hold `TILE_W` and `K` rows of `bpr` blocks.
 #[cfg(target_arch = "x86_64")]
-struct TileBlocks<'t, W, A> {
+struct TileBlocks<'t, W, A, const K: usize> {
     w: &'t [W],
     a: &'t [A],
     bpr: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
-impl<'t, W, A> TileBlocks<'t, W, A> {
+impl<'t, W, A, const K: usize> TileBlocks<'t, W, A, K> {
     fn new(w: &'t [W], a: &'t [A], bpr: usize) -> Self {
-        assert!(w.len() >= TILE_W * bpr && a.len() >= TILE_A * bpr);
+        const { assert!(K >= 1 && K <= TILE_A) };
+        assert!(w.len() >= TILE_W * bpr && a.len() >= K * bpr);
         TileBlocks { w, a, bpr }
     }
     #[inline(always)]
@@ -965,8 +983,8 @@ impl<'t, W, A> TileBlocks<'t, W, A> {
     }
     #[inline(always)]
     fn a(&self, i: usize, b: usize) -> &'t A {
-        debug_assert!(i < TILE_A && b < self.bpr);
-        // SAFETY: i < TILE_A and b < bpr, within the length checked in `new`.
+        debug_assert!(i < K && b < self.bpr);
+        // SAFETY: i < K and b < bpr, within the length checked in `new`.
         unsafe { self.a.get_unchecked(i * self.bpr + b) }
     }
 }
@@ -1014,6 +1032,19 @@ unsafe fn tile_sums(
         );
     }
     out
+}
+
+/// A tile's `K` rows of pair accumulators, with zero rows after them up to `TILE_A`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn padded<const K: usize>(
+    acc: [[std::arch::x86_64::__m512; TILE_W / 2]; K],
+) -> [[std::arch::x86_64::__m512; TILE_W / 2]; TILE_A] {
+    use std::arch::x86_64::*;
+    let mut all = [[_mm512_setzero_ps(); TILE_W / 2]; TILE_A];
+    all[..K].copy_from_slice(&acc);
+    all
 }
 
 /// Row `k`'s eight lanes: a half of its pair's accumulator, or the odd last row's own.
@@ -1071,19 +1102,24 @@ unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)) + summs[k])
 }
 
-/// [`vec_dot_q4_1_q8_1_vnni`] for a `TILE_W × TILE_A` tile. Two weight rows share a 512-bit
+/// [`vec_dot_q4_1_q8_1_vnni`] for a tile of `TILE_W` weight rows and `K` activation rows (rows
+/// `K..TILE_A` of the result are zero). Two weight rows share a 512-bit
 /// register (one unpacked block per 256-bit half) and each activation block is broadcast to
 /// both halves, so one `vpdpbusd` gives two dots' eight lane sums; each dot accumulates
 /// `fma(dx·dy, lane sums, acc)` block after block and `summs = fma(m, s, summs)` (four weight
 /// rows in one 128-bit register) exactly as the one-row kernel, so the bits are the same.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx512bw,avx2,fma")]
-unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TILE_A] {
+unsafe fn q4_1_tile_vnni<const K: usize>(
+    w: &[W41],
+    a: &[A81],
+    bpr: usize,
+) -> [[f32; TILE_W]; TILE_A] {
     use std::arch::x86_64::*;
     const PAIRS: usize = TILE_W / 2;
-    let t = TileBlocks::new(w, a, bpr);
+    let t = TileBlocks::<_, _, K>::new(w, a, bpr);
     let low = _mm512_set1_epi8(0x0F);
-    let mut acc = [[_mm512_setzero_ps(); PAIRS]; TILE_A];
+    let mut acc = [[_mm512_setzero_ps(); PAIRS]; K];
     for b in 0..bpr {
         let mut wq = [_mm512_setzero_si512(); PAIRS];
         let mut wd = [_mm512_setzero_ps(); PAIRS];
@@ -1112,14 +1148,14 @@ unsafe fn q4_1_tile_vnni(w: &[W41], a: &[A81], bpr: usize) -> [[f32; TILE_W]; TI
         }
     }
     // The minimum terms, each dot's own chain (in a second loop: registers).
-    let mut summs = [_mm_setzero_ps(); TILE_A];
+    let mut summs = [_mm_setzero_ps(); K];
     for b in 0..bpr {
         let m = _mm_set_ps(t.w(3, b).m, t.w(2, b).m, t.w(1, b).m, t.w(0, b).m);
         for (i, s) in summs.iter_mut().enumerate() {
             *s = _mm_fmadd_ps(m, _mm_set1_ps(t.a(i, b).s), *s);
         }
     }
-    let mut out = tile_sums(&acc);
+    let mut out = tile_sums(&padded(acc));
     for (o, sm) in out.iter_mut().zip(&summs) {
         let mut s = [0f32; TILE_W];
         _mm_storeu_ps(s.as_mut_ptr(), *sm);
@@ -1164,18 +1200,23 @@ unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[A80]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)))
 }
 
-/// [`dot_q8_0_tinyblas_vnni`] for a `TILE_W × TILE_A` tile, paired like [`q4_1_tile_vnni`]:
+/// [`dot_q8_0_tinyblas_vnni`] for a tile of `TILE_W` weight rows and `K` activation rows, paired
+/// like [`q4_1_tile_vnni`]:
 /// two weight rows biased to unsigned (`w + 128`) in one register, each activation block and its
 /// [`A80::bias`] broadcast to both halves, so one `vpdpbusd` from the bias gives two dots' lane
 /// sums `Σ w·a` (the integers llama.cpp's sign trick gives), in the same float order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx512bw,avx2,fma")]
-unsafe fn q8_0_tile_vnni(w: &[B80], a: &[A80], bpr: usize) -> [[f32; TILE_W]; TILE_A] {
+unsafe fn q8_0_tile_vnni<const K: usize>(
+    w: &[B80],
+    a: &[A80],
+    bpr: usize,
+) -> [[f32; TILE_W]; TILE_A] {
     use std::arch::x86_64::*;
     const PAIRS: usize = TILE_W / 2;
-    let t = TileBlocks::new(w, a, bpr);
+    let t = TileBlocks::<_, _, K>::new(w, a, bpr);
     let flip = _mm512_set1_epi8(-128);
-    let mut acc = [[_mm512_setzero_ps(); PAIRS]; TILE_A];
+    let mut acc = [[_mm512_setzero_ps(); PAIRS]; K];
     for b in 0..bpr {
         let mut wq = [_mm512_setzero_si512(); PAIRS];
         let mut wd = [_mm512_setzero_ps(); PAIRS];
@@ -1202,7 +1243,7 @@ unsafe fn q8_0_tile_vnni(w: &[B80], a: &[A80], bpr: usize) -> [[f32; TILE_W]; TI
             }
         }
     }
-    tile_sums(&acc)
+    tile_sums(&padded(acc))
 }
 
 // ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
@@ -1240,7 +1281,7 @@ impl Kernel for Q80Kernel {
                     dot_q8_0_tinyblas_vnni::<1>,
                     dot_q8_0_tinyblas_vnni::<COLS_AT_ONCE>,
                 ),
-                Some(q8_0_tile_vnni),
+                Some(tile_fns!(q8_0_tile_vnni)),
             ),
             scalar: dot_q8_0_tinyblas_scalar,
         };
@@ -1434,20 +1475,17 @@ mod tests {
         let a81: Vec<Vec<A81>> = x.chunks(cols).map(quantize_a81).collect();
         let bpr = cols / 32;
         if has_avx512_vnni() {
-            // The tile kernel: rows 4..8 of the weight, the 4 activation rows twice over.
+            // The tile kernels: rows 4..8 of the weight, the 4 activation rows twice over, the
+            // instance for each count of activation rows.
             let tile_acts: Vec<A81> = (0..TILE_A).flat_map(|i| a81[i % 4].clone()).collect();
-            let got = unsafe { q4_1_tile_vnni(&k41.w[4 * bpr..], &tile_acts, bpr) };
-            for (i, row) in got.iter().enumerate() {
-                for (r, v) in row.iter().enumerate() {
-                    let want =
-                        vec_dot_q4_1_q8_1_scalar(&k41.w[(4 + r) * bpr..(5 + r) * bpr], &a81[i % 4]);
-                    assert_eq!(
-                        v.to_bits(),
-                        want.to_bits(),
-                        "q4_1 tile: row {r}, column {i}"
-                    );
-                }
-            }
+            tile_bits(
+                "q4_1",
+                tile_fns!(q4_1_tile_vnni),
+                &k41.w[4 * bpr..],
+                &tile_acts,
+                bpr,
+                |r, i| vec_dot_q4_1_q8_1_scalar(&k41.w[(4 + r) * bpr..(5 + r) * bpr], &a81[i % 4]),
+            );
         }
         let q80 = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
         let w80: Vec<B80> = blocks::<BlockQ80>(&q80.data().unwrap(), rows, cols)
@@ -1466,18 +1504,14 @@ mod tests {
             .collect();
         if has_avx512_vnni() {
             let tile_acts: Vec<A80> = (0..TILE_A).flat_map(|i| b80[i % 4].clone()).collect();
-            let got = unsafe { q8_0_tile_vnni(&w80[4 * bpr..], &tile_acts, bpr) };
-            for (i, row) in got.iter().enumerate() {
-                for (r, v) in row.iter().enumerate() {
-                    let want =
-                        dot_q8_0_tinyblas_scalar(&w80[(4 + r) * bpr..(5 + r) * bpr], &b80[i % 4]);
-                    assert_eq!(
-                        v.to_bits(),
-                        want.to_bits(),
-                        "q8_0 tile: row {r}, column {i}"
-                    );
-                }
-            }
+            tile_bits(
+                "q8_0",
+                tile_fns!(q8_0_tile_vnni),
+                &w80[4 * bpr..],
+                &tile_acts,
+                bpr,
+                |r, i| dot_q8_0_tinyblas_scalar(&w80[(4 + r) * bpr..(5 + r) * bpr], &b80[i % 4]),
+            );
         }
         type Kernels = (&'static str, DotFns<W41, A81>, DotFns<B80, A80>);
         let mut kernels: Vec<Kernels> = vec![];
@@ -1512,6 +1546,29 @@ mod tests {
                 q80,
                 dot_q8_0_tinyblas_scalar,
             );
+        }
+    }
+
+    /// Every instance of a tile kernel (`k` = 1..=`TILE_A` activation rows) gives `want(r, i)`'s
+    /// bits for its `k` rows and zeros after them.
+    #[cfg(target_arch = "x86_64")]
+    fn tile_bits<W, A>(
+        what: &str,
+        tiles: TileFns<W, A>,
+        w: &[W],
+        acts: &[A],
+        bpr: usize,
+        want: impl Fn(usize, usize) -> f32,
+    ) {
+        for (k, tile) in (1..=TILE_A).zip(tiles) {
+            // SAFETY: the caller detected AVX-512 VNNI; `acts` holds k rows of bpr blocks.
+            let got = unsafe { tile(w, &acts[..k * bpr], bpr) };
+            for (i, row) in got.iter().enumerate() {
+                for (r, v) in row.iter().enumerate() {
+                    let want = if i < k { want(r, i).to_bits() } else { 0 };
+                    assert_eq!(v.to_bits(), want, "{what} tile of {k}: row {r}, column {i}");
+                }
+            }
         }
     }
 
@@ -1625,6 +1682,10 @@ mod tests {
                 Tensor::from_vec(x[7 * cols..8 * cols].to_vec(), (1, cols), &Device::Cpu).unwrap();
             let small = qw.forward(&one).unwrap().to_vec2::<f32>().unwrap();
             assert_eq!(big[7], small[0], "{dt:?}");
+            // 13 rows: a tile of 8 and one of 5 (the VNNI kernels' last rows)
+            let some = Tensor::from_vec(x[..13 * cols].to_vec(), (13, cols), &Device::Cpu).unwrap();
+            let some = qw.forward(&some).unwrap().to_vec2::<f32>().unwrap();
+            assert_eq!(big[..13], some[..], "{dt:?}");
         }
     }
 }
