@@ -83,20 +83,25 @@ impl CandleLm {
     }
 
     /// Run `tokens` in chunks of at most `prefill_chunk`, each after the cache of the ones
-    /// before (bounds attention memory).
-    fn prefill(&self, tokens: &[u32]) -> Result<KvCache> {
+    /// before (bounds attention memory). Returns the cache and the last token's final-normed
+    /// hidden state.
+    fn prefill(&self, tokens: &[u32]) -> Result<(KvCache, Vec<f32>)> {
         let mut cache = KvCache::default();
+        let mut last = vec![];
         for chunk in tokens.chunks(self.prefill_chunk.max(1)) {
-            let (_, mut c) = self.llama.forward_packed(&[(chunk, Some(&cache))], true)?;
+            let (hidden, mut c) = self.llama.forward_packed(&[(chunk, Some(&cache))], true)?;
             cache = c.pop().unwrap_or_default();
+            last = hidden.get(chunk.len() - 1)?.to_vec1::<f32>()?;
         }
-        Ok(cache)
+        Ok((cache, last))
     }
 
-    /// The cache of each of `prompts` (empty for an empty one): the short ones computed
-    /// together in packed passes, a longer one alone in chunks ([`CandleLm::prefill`]).
-    fn prefill_many(&self, prompts: &[&[u32]]) -> Result<Vec<KvCache>> {
+    /// The cache of each of `prompts` (empty for an empty one) and its last token's
+    /// final-normed hidden state (empty for an empty one): the short ones computed together in
+    /// packed passes, a longer one alone in chunks ([`CandleLm::prefill`]).
+    fn prefill_many(&self, prompts: &[&[u32]]) -> Result<(Vec<KvCache>, Vec<Vec<f32>>)> {
         let mut caches = vec![KvCache::default(); prompts.len()];
+        let mut lasts = vec![vec![]; prompts.len()];
         let short: Vec<usize> = (0..prompts.len())
             .filter(|&i| !prompts[i].is_empty() && prompts[i].len() <= self.prefill_chunk)
             .collect();
@@ -106,17 +111,20 @@ impl CandleLm {
                 .iter()
                 .map(|&i| (prompts[i], None))
                 .collect();
-            let (_, cs) = self.llama.forward_packed(&rows, true)?;
+            let (hidden, cs) = self.llama.forward_packed(&rows, true)?;
+            let mut at = 0;
             for (&i, c) in short[g].iter().zip(cs) {
+                at += prompts[i].len();
                 caches[i] = c;
+                lasts[i] = hidden.get(at - 1)?.to_vec1::<f32>()?;
             }
         }
-        for (cache, p) in caches.iter_mut().zip(prompts) {
+        for ((cache, last), p) in caches.iter_mut().zip(&mut lasts).zip(prompts) {
             if p.len() > self.prefill_chunk {
-                *cache = self.prefill(p)?;
+                (*cache, *last) = self.prefill(p)?;
             }
         }
-        Ok(caches)
+        Ok((caches, lasts))
     }
 }
 
@@ -143,7 +151,7 @@ fn pack_groups(sizes: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
 
 impl CandleLm {
     /// Score requests on every thread: the call's requests in one contiguous share per thread
-    /// (prefix runs kept whole, shares of about equal tokens), each share scored as a batch of
+    /// (prefix runs kept whole, shares of about equal tokens computed), each share scored as a batch of
     /// its own ([`CandleLm::score_share`]) on its own thread. A forward pass split over the
     /// threads operation by operation leaves them waiting at every one of its hundreds of
     /// joins (a tenth of the CPU time on 2 threads); a share runs through a whole pass alone,
@@ -156,14 +164,17 @@ impl CandleLm {
         if threads < 2 || runs.len() < 2 {
             return self.score_share(reqs);
         }
-        let total: usize = reqs.iter().map(|r| r.input.len()).sum();
+        // a run's tokens as computed: its prefix once, then each member's rest
+        let cost = |run: &std::ops::Range<usize>| {
+            let rs = &reqs[run.clone()];
+            let p = RunPlan::of(rs, self.llama.llamacpp_arith).prefix;
+            p + rs.iter().map(|r| r.input.len() - p).sum::<usize>()
+        };
+        let total: usize = runs.iter().map(cost).sum();
         let mut shares: Vec<std::ops::Range<usize>> = vec![];
         let (mut start, mut tokens) = (0, 0);
         for run in &runs {
-            tokens += reqs[run.clone()]
-                .iter()
-                .map(|r| r.input.len())
-                .sum::<usize>();
+            tokens += cost(run);
             // close a share once it holds its part of the tokens
             if tokens * threads >= total * (shares.len() + 1) && shares.len() + 1 < threads {
                 shares.push(start..run.end);
@@ -184,45 +195,79 @@ impl CandleLm {
     /// prefix ([`prefix_runs`]: a document's choices) have it computed once; then every
     /// run's prefix goes into one packed pass and every request's rest after its prefix into
     /// another ([`Llama::forward_packed`]: no padding, the weights read once for all
-    /// documents). Each request's numbers equal scoring it alone.
+    /// documents). Where the members have one context, the prefix is all of it
+    /// ([`RunPlan`]): its last position, whose next-token distribution scores every member's
+    /// first target, is computed once, not once per member. Each request's numbers equal
+    /// scoring it alone.
     fn score_share(&self, reqs: &[Prepared]) -> Result<Vec<Loglik>> {
         let runs = prefix_runs(reqs, self.llama.llamacpp_arith);
-        let prefix: Vec<usize> = runs
+        let plans: Vec<RunPlan> = runs
             .iter()
-            .map(|r| shared_prefix(&reqs[r.clone()]))
+            .map(|r| RunPlan::of(&reqs[r.clone()], self.llama.llamacpp_arith))
             .collect();
         // 1. The prefixes (an empty one where requests share none).
         let heads: Vec<&[u32]> = runs
             .iter()
-            .zip(&prefix)
-            .map(|(run, &p)| &reqs[run.start].input[..p])
+            .zip(&plans)
+            .map(|(run, p)| &reqs[run.start].input[..p.prefix])
             .collect();
-        let caches = self.prefill_many(&heads)?;
-        // 2. Every request's rest after its run's prefix.
+        let (caches, lasts) = self.prefill_many(&heads)?;
+        // 2. The logits of the prefixes' last positions that score their members' first
+        // targets, together.
+        let firsts: Vec<usize> = (0..runs.len()).filter(|&i| plans[i].first).collect();
+        let (first_logits, vocab) = if firsts.is_empty() {
+            (vec![], 1)
+        } else {
+            let rows: Vec<f32> = firsts.iter().flat_map(|&i| lasts[i].clone()).collect();
+            let rows = Tensor::from_vec(
+                rows,
+                (firsts.len(), self.llama.cfg.hidden_size),
+                &Device::Cpu,
+            )?;
+            self.llama.logits(&rows)?
+        };
+        let mut first_row: Vec<Option<&[f32]>> = vec![None; runs.len()];
+        for (&i, row) in firsts.iter().zip(first_logits.chunks_exact(vocab)) {
+            first_row[i] = Some(row);
+        }
+        // 3. Every request's rest after its run's prefix (none where the prefix scores its
+        // only target).
         let mut owner = vec![0; reqs.len()];
         for (i, run) in runs.iter().enumerate() {
             owner[run.clone()].fill(i);
         }
         let sizes: Vec<usize> = (0..reqs.len())
-            .map(|j| reqs[j].input.len() - prefix[owner[j]])
+            .map(|j| reqs[j].input.len() - plans[owner[j]].prefix)
             .collect();
-        let mut out = Vec::with_capacity(reqs.len());
-        for g in pack_groups(&sizes, PACK_TOKENS) {
-            let rows: Vec<(&[u32], Option<&KvCache>)> = g
-                .clone()
-                .map(|j| {
+        let mut out: Vec<Option<Loglik>> = (0..reqs.len()).map(|_| None).collect();
+        let rest: Vec<usize> = (0..reqs.len()).filter(|&j| sizes[j] > 0).collect();
+        for j in (0..reqs.len()).filter(|&j| sizes[j] == 0) {
+            let first =
+                first_row[owner[j]].ok_or_else(|| Error::model("a request without tokens"))?;
+            out[j] = Some(self.loglik(&[first], &reqs[j].targets));
+        }
+        let rest_sizes: Vec<usize> = rest.iter().map(|&j| sizes[j]).collect();
+        for g in pack_groups(&rest_sizes, PACK_TOKENS) {
+            let members = &rest[g];
+            let rows: Vec<(&[u32], Option<&KvCache>)> = members
+                .iter()
+                .map(|&j| {
                     let i = owner[j];
-                    (&reqs[j].input[prefix[i]..], Some(&caches[i]))
+                    (&reqs[j].input[plans[i].prefix..], Some(&caches[i]))
                 })
                 .collect();
             let (hidden, _) = self.llama.forward_packed(&rows, false)?;
-            // The positions whose next-token distributions score each request's targets.
+            // The positions whose next-token distributions score each request's targets (after
+            // the first, where the prefix scores it).
             let mut sel = vec![];
+            let mut spans = vec![];
             let mut at = 0;
-            for j in g.clone() {
-                let r = &reqs[j];
-                let start = at + sizes[j] - r.targets.len();
-                sel.extend((start..start + r.targets.len()).map(|x| x as u32));
+            for &j in members {
+                let first = first_row[owner[j]];
+                let n = reqs[j].targets.len() - usize::from(first.is_some());
+                let start = at + sizes[j] - n;
+                spans.push((j, first, sel.len(), n));
+                sel.extend((start..start + n).map(|x| x as u32));
                 at += sizes[j];
             }
             let n = sel.len();
@@ -230,21 +275,23 @@ impl CandleLm {
             let (flat, vocab) = self.llama.logits(&rows_h)?;
             let logits: Vec<&[f32]> = flat.chunks_exact(vocab).collect();
             // each request's log-softmaxes on its own (in parallel: a full vocabulary each)
-            let mut at = 0;
-            let spans: Vec<(usize, &Prepared)> = reqs[g]
-                .iter()
-                .map(|r| {
-                    at += r.targets.len();
-                    (at - r.targets.len(), r)
+            let scored: Vec<(usize, Loglik)> = spans
+                .into_par_iter()
+                .map(|(j, first, at, n)| {
+                    let rows: Vec<&[f32]> = first
+                        .into_iter()
+                        .chain(logits[at..at + n].iter().copied())
+                        .collect();
+                    (j, self.loglik(&rows, &reqs[j].targets))
                 })
                 .collect();
-            out.par_extend(
-                spans
-                    .into_par_iter()
-                    .map(|(at, r)| self.loglik(&logits[at..at + r.targets.len()], &r.targets)),
-            );
+            for (j, l) in scored {
+                out[j] = Some(l);
+            }
         }
-        Ok(out)
+        out.into_iter()
+            .map(|l| l.ok_or_else(|| Error::model("a request was not scored")))
+            .collect()
     }
 
     /// A continuation's log-likelihood from the logits that predict its tokens.
@@ -284,6 +331,42 @@ fn shared_prefix(reqs: &[Prepared]) -> usize {
         .map(|r| scored_start(r).min(common_prefix(first, &r.input)))
         .min()
         .unwrap_or(0)
+}
+
+/// How a run of requests ([`prefix_runs`]) is computed: the prefix computed once for all of
+/// them, and whether it reaches past every member's first scored position (`first`). That is
+/// so where the members have one context (a document's choices): the prefix is then the whole
+/// context, and its last position's next-token distribution scores every member's first
+/// target; the members' rests are their continuations without the first and last tokens.
+/// Otherwise the prefix ends before the first scored position ([`shared_prefix`]). Only with
+/// llama.cpp's arithmetic (`whole`) does a row give the same bits in either pass; in f32 the
+/// first scored position computed with the context made samples depend on `--batch-size`
+/// (tests/pipeline.rs), so f32 keeps it in each member's rest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RunPlan {
+    prefix: usize,
+    first: bool,
+}
+
+impl RunPlan {
+    fn of(rs: &[Prepared], whole: bool) -> RunPlan {
+        let p = shared_prefix(rs);
+        let one_context = whole
+            && rs
+                .iter()
+                .all(|r| scored_start(r) == p && common_prefix(&rs[0].input, &r.input) > p);
+        if one_context {
+            RunPlan {
+                prefix: p + 1,
+                first: true,
+            }
+        } else {
+            RunPlan {
+                prefix: p,
+                first: false,
+            }
+        }
+    }
 }
 
 /// Split consecutive requests into runs that share a prefix computed once. With `partial`,
@@ -414,15 +497,18 @@ impl LanguageModel for CandleLm {
             w.computed_tokens += to - from;
             w.flops += 2.0 * (matmul * n + attend * attended.min(n * self.max_length as f64));
         };
+        // The output head runs once per scored position: a run's first targets share one.
+        let mut scored = 0;
         for run in prefix_runs(&reqs, self.llama.llamacpp_arith) {
             let rs = &reqs[run];
-            let p = shared_prefix(rs);
-            span(0, p);
+            let plan = RunPlan::of(rs, self.llama.llamacpp_arith);
+            span(0, plan.prefix);
+            scored += usize::from(plan.first);
             for r in rs {
-                span(p, r.input.len());
+                span(plan.prefix, r.input.len());
+                scored += r.targets.len() - usize::from(plan.first);
             }
         }
-        let scored: usize = reqs.iter().map(|r| r.targets.len()).sum();
         w.flops += 2.0 * h * c.vocab_size as f64 * scored as f64;
         Some(w)
     }
@@ -494,7 +580,7 @@ impl CandleLm {
                     limit,
                 });
             }
-            for (row, mut cache) in rows.iter_mut().zip(self.prefill_many(&heads)?) {
+            for (row, mut cache) in rows.iter_mut().zip(self.prefill_many(&heads)?.0) {
                 // room for the prompt's last token and every new one: the decoding steps
                 // write into it in place
                 cache.reserve(row.limit + 1)?;
@@ -586,4 +672,64 @@ fn pick_token(logits: &[f32], temperature: f64, rng: &mut rand_chacha::ChaCha8Rn
         u -= x;
     }
     arg as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(context: &[u32], continuation: &[u32]) -> Prepared {
+        prepare(
+            &TokenRequest {
+                context: context.to_vec(),
+                continuation: continuation.to_vec(),
+            },
+            2048,
+        )
+        .unwrap()
+    }
+
+    /// A document's choices (one context): the prefix is the whole context and scores every
+    /// choice's first token; a one-token choice is left with no rest at all.
+    #[test]
+    fn one_context_prefix_takes_the_first_scored_position() {
+        let rs = [req(&[1, 2, 3], &[7, 8, 9]), req(&[1, 2, 3], &[5])];
+        assert_eq!(prefix_runs(&rs, true), vec![0..2]);
+        let plan = RunPlan::of(&rs, true);
+        assert_eq!(
+            plan,
+            RunPlan {
+                prefix: 3,
+                first: true
+            }
+        );
+        let rests: Vec<&[u32]> = rs.iter().map(|r| &r.input[plan.prefix..]).collect();
+        assert_eq!(rests, [&[7u32, 8][..], &[][..]]);
+        // f32 keeps the first scored position in each member's rest
+        assert_eq!(
+            RunPlan::of(&rs, false),
+            RunPlan {
+                prefix: 2,
+                first: false
+            }
+        );
+    }
+
+    /// Winogrande's partial contexts (one continuation after different options): the prefix
+    /// stops where the contexts part, before any scored position.
+    #[test]
+    fn partial_contexts_keep_their_own_first_positions() {
+        let rs = [req(&[1, 2, 3, 4], &[7, 8]), req(&[1, 2, 3, 6], &[7, 8])];
+        assert_eq!(prefix_runs(&rs, true), vec![0..2]);
+        assert_eq!(
+            RunPlan::of(&rs, true),
+            RunPlan {
+                prefix: 3,
+                first: false
+            }
+        );
+        // contexts of different lengths
+        let rs = [req(&[1, 2, 3, 4], &[7]), req(&[1, 2, 3, 4, 5], &[7])];
+        assert!(!RunPlan::of(&rs, true).first);
+    }
 }
