@@ -164,17 +164,20 @@ impl CandleLm {
         if threads < 2 || runs.len() < 2 {
             return self.score_share(reqs);
         }
-        // a run's tokens as computed: its prefix once, then each member's rest
-        let cost = |run: &std::ops::Range<usize>| {
-            let rs = &reqs[run.clone()];
-            let p = RunPlan::of(rs, self.llama.llamacpp_arith).prefix;
-            p + rs.iter().map(|r| r.input.len() - p).sum::<usize>()
-        };
-        let total: usize = runs.iter().map(cost).sum();
+        // each run's tokens as computed: its prefix once, then each member's rest
+        let costs: Vec<usize> = runs
+            .iter()
+            .map(|run| {
+                let rs = &reqs[run.clone()];
+                let p = RunPlan::of(rs, self.llama.llamacpp_arith).prefix;
+                p + rs.iter().map(|r| r.input.len() - p).sum::<usize>()
+            })
+            .collect();
+        let total: usize = costs.iter().sum();
         let mut shares: Vec<std::ops::Range<usize>> = vec![];
         let (mut start, mut tokens) = (0, 0);
-        for run in &runs {
-            tokens += cost(run);
+        for (run, cost) in runs.iter().zip(&costs) {
+            tokens += cost;
             // close a share once it holds its part of the tokens
             if tokens * threads >= total * (shares.len() + 1) && shares.len() + 1 < threads {
                 shares.push(start..run.end);
@@ -242,8 +245,9 @@ impl CandleLm {
         let mut out: Vec<Option<Loglik>> = (0..reqs.len()).map(|_| None).collect();
         let rest: Vec<usize> = (0..reqs.len()).filter(|&j| sizes[j] > 0).collect();
         for j in (0..reqs.len()).filter(|&j| sizes[j] == 0) {
-            let first =
-                first_row[owner[j]].ok_or_else(|| Error::model("a request without tokens"))?;
+            let first = first_row[owner[j]].ok_or_else(|| {
+                Error::model("a request with neither a rest nor its prefix's row")
+            })?;
             out[j] = Some(self.loglik(&[first], &reqs[j].targets));
         }
         let rest_sizes: Vec<usize> = rest.iter().map(|&j| sizes[j]).collect();
@@ -339,7 +343,7 @@ fn shared_prefix(reqs: &[Prepared]) -> usize {
 /// context, and its last position's next-token distribution scores every member's first
 /// target; the members' rests are their continuations without the first and last tokens.
 /// Otherwise the prefix ends before the first scored position ([`shared_prefix`]). Only with
-/// llama.cpp's arithmetic (`whole`) does a row give the same bits in either pass; in f32 the
+/// llama.cpp's arithmetic (`llamacpp_arith`) does a row give the same bits in either pass; in f32 the
 /// first scored position computed with the context made samples depend on `--batch-size`
 /// (tests/pipeline.rs), so f32 keeps it in each member's rest.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -349,9 +353,9 @@ struct RunPlan {
 }
 
 impl RunPlan {
-    fn of(rs: &[Prepared], whole: bool) -> RunPlan {
+    fn of(rs: &[Prepared], llamacpp_arith: bool) -> RunPlan {
         let p = shared_prefix(rs);
-        let one_context = whole
+        let one_context = llamacpp_arith
             && rs
                 .iter()
                 .all(|r| scored_start(r) == p && common_prefix(&rs[0].input, &r.input) > p);
