@@ -40,12 +40,33 @@ pub trait Arith {
     ) -> Result<Self::Act>;
     /// `silu(g)·u`.
     fn swiglu(&self, g: &Self::Act, u: &Self::Act) -> Result<Self::Act>;
+    /// The feed-forward's `silu(x·gate)·(x·up)` of `w` (gate, then up), the products traced as
+    /// `ffn_gate` and `ffn_up` of `layer`.
+    fn gated(&mut self, w: &Linears, x: &Self::Act, layer: usize) -> Result<Self::Act> {
+        gated_apart(self, w, x, layer)
+    }
     /// The residual `x + y`.
     fn add(&self, x: Self::Act, y: &Self::Act) -> Result<Self::Act>;
     /// The final hidden states as a tensor `[b, s, hidden]`.
     fn output(&self, x: Self::Act) -> Result<Tensor>;
     /// Sees an intermediate value under llama.cpp's name for it (see [`Trace`]).
     fn trace(&mut self, _name: &str, _layer: usize, _x: &Self::Act) {}
+}
+
+/// [`Arith::gated`] from the two products apart.
+fn gated_apart<A: Arith + ?Sized>(
+    a: &mut A,
+    w: &Linears,
+    x: &A::Act,
+    layer: usize,
+) -> Result<A::Act> {
+    let [g, u]: [A::Act; 2] = a
+        .linears(w, x)?
+        .try_into()
+        .map_err(|_| crate::error::Error::model("gate and up: two products"))?;
+    a.trace("ffn_gate", layer, &g);
+    a.trace("ffn_up", layer, &u);
+    a.swiglu(&g, &u)
 }
 
 /// Whether every row starts at the same position (a [`Llama::forward`] call).
@@ -545,6 +566,22 @@ impl Arith for LlamaCpp<'_, '_> {
 
     fn swiglu(&self, g: &Vec<f32>, u: &Vec<f32>) -> Result<Vec<f32>> {
         Ok(ggml::swiglu(g, u))
+    }
+
+    /// Where gate and up are one product ([`Linears::Joined`]) and nothing traces them, SwiGLU
+    /// reads each row's two halves where the product put them, not from copies.
+    fn gated(&mut self, w: &Linears, x: &Vec<f32>, layer: usize) -> Result<Vec<f32>> {
+        match w {
+            Linears::Joined(j, widths)
+                if self.trace.is_none() && widths.len() == 2 && widths[0] == widths[1] =>
+            {
+                Ok(ggml::swiglu_joined(
+                    &j.forward_rows(x, self.tokens)?,
+                    widths[0],
+                ))
+            }
+            _ => gated_apart(self, w, x, layer),
+        }
     }
 
     fn add(&self, mut x: Vec<f32>, y: &Vec<f32>) -> Result<Vec<f32>> {

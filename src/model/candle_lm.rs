@@ -8,7 +8,6 @@ use super::{GenOptions, GenPrompt, LanguageModel, ModelIdentity, OpenOptions, To
 use crate::chat::ChatTemplate;
 use crate::doc::Loglik;
 use crate::error::{Error, Result};
-use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 pub struct CandleLm {
@@ -23,6 +22,37 @@ pub struct CandleLm {
     /// Longest prefix chunk run at once (bounds attention memory).
     pub prefill_chunk: usize,
     max_length: usize,
+    /// Logits buffers kept between calls ([`LogitBuf`]).
+    logit_bufs: std::sync::Mutex<Vec<Vec<f32>>>,
+}
+
+/// A logits buffer taken from [`CandleLm`]'s pool and put back when dropped. A call's logits
+/// are a vocabulary-wide row per scored position (tens of megabytes); a buffer allocated for
+/// each call came either zeroed by `memset` or as fresh pages faulted in one by one, and the
+/// kernels write every value anyway. A pool, not a per-thread buffer: a thread waiting in one
+/// share's parallel product may take up another share ([`CandleLm::score`]), which needs a
+/// buffer of its own.
+struct LogitBuf<'a> {
+    pool: &'a std::sync::Mutex<Vec<Vec<f32>>>,
+    buf: Vec<f32>,
+}
+
+impl<'a> LogitBuf<'a> {
+    fn take(pool: &'a std::sync::Mutex<Vec<Vec<f32>>>) -> Self {
+        let buf = pool.lock().map(|mut p| p.pop()).ok().flatten();
+        LogitBuf {
+            pool,
+            buf: buf.unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for LogitBuf<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(std::mem::take(&mut self.buf));
+        }
+    }
 }
 
 impl CandleLm {
@@ -79,6 +109,7 @@ impl CandleLm {
             eos_token,
             prefill_chunk: 512,
             max_length,
+            logit_bufs: Default::default(),
         })
     }
 
@@ -130,6 +161,11 @@ impl CandleLm {
 
 /// Tokens of one packed forward pass at most (bounds the activations; a longer row runs alone).
 const PACK_TOKENS: usize = 2048;
+
+/// Rows of logits computed at once when scoring (a request's rows are never split; one with
+/// more runs alone): 128 vocabulary-wide rows are 25 MB for a 49,152-token vocabulary. Fewer
+/// would read the output head's weights more often; more, hold more memory.
+const LOGIT_ROWS: usize = 128;
 
 /// Consecutive items of the given sizes in groups of at most `budget` in all (an item larger
 /// than the budget alone).
@@ -215,40 +251,45 @@ impl CandleLm {
             .map(|(run, p)| &reqs[run.start].input[..p.prefix])
             .collect();
         let (caches, lasts) = self.prefill_many(&heads)?;
-        // 2. The logits of the prefixes' last positions that score their members' first
-        // targets, together.
-        let firsts: Vec<usize> = (0..runs.len()).filter(|&i| plans[i].first).collect();
-        let (first_logits, vocab) = if firsts.is_empty() {
-            (vec![], 1)
-        } else {
-            let rows: Vec<f32> = firsts.iter().flat_map(|&i| lasts[i].clone()).collect();
-            let rows = Tensor::from_vec(
-                rows,
-                (firsts.len(), self.llama.cfg.hidden_size),
-                &Device::Cpu,
-            )?;
-            self.llama.logits(&rows)?
-        };
-        let mut first_row: Vec<Option<&[f32]>> = vec![None; runs.len()];
-        for (&i, row) in firsts.iter().zip(first_logits.chunks_exact(vocab)) {
-            first_row[i] = Some(row);
-        }
-        // 3. Every request's rest after its run's prefix (none where the prefix scores its
-        // only target).
         let mut owner = vec![0; reqs.len()];
         for (i, run) in runs.iter().enumerate() {
             owner[run.clone()].fill(i);
         }
+        // 2. Each member's first target, scored by its prefix's last position: those rows'
+        // logits in chunks of rows (one buffer, bounded memory).
+        let mut buf = LogitBuf::take(&self.logit_bufs);
+        let firsts: Vec<usize> = (0..runs.len()).filter(|&i| plans[i].first).collect();
+        let mut first: Vec<Option<(f64, bool)>> = vec![None; reqs.len()];
+        for chunk in firsts.chunks(LOGIT_ROWS) {
+            let rows: Vec<f32> = chunk.iter().flat_map(|&i| lasts[i].clone()).collect();
+            let vocab = self.llama.logits(&rows, chunk.len(), &mut buf.buf)?;
+            let members: Vec<(usize, &[f32])> = chunk
+                .iter()
+                .zip(buf.buf.chunks_exact(vocab))
+                .flat_map(|(&i, row)| runs[i].clone().map(move |j| (j, row)))
+                .collect();
+            let scored: Vec<(usize, (f64, bool))> = members
+                .into_par_iter()
+                .map(|(j, row)| (j, log_softmax_at(row, reqs[j].targets[0] as usize)))
+                .collect();
+            for (j, t) in scored {
+                first[j] = Some(t);
+            }
+        }
+        // 3. Every request's rest after its run's prefix (none where the prefix scores its
+        // only target).
         let sizes: Vec<usize> = (0..reqs.len())
             .map(|j| reqs[j].input.len() - plans[owner[j]].prefix)
             .collect();
         let mut out: Vec<Option<Loglik>> = (0..reqs.len()).map(|_| None).collect();
         let rest: Vec<usize> = (0..reqs.len()).filter(|&j| sizes[j] > 0).collect();
         for j in (0..reqs.len()).filter(|&j| sizes[j] == 0) {
-            let first = first_row[owner[j]].ok_or_else(|| {
-                Error::model("a request with neither a rest nor its prefix's row")
-            })?;
-            out[j] = Some(self.loglik(&[first], &reqs[j].targets));
+            if first[j].is_none() || reqs[j].targets.len() != 1 {
+                return Err(Error::model(
+                    "a request with no rest after its prefix must have its one target scored by the prefix",
+                ));
+            }
+            out[j] = Some(self.loglik(first[j], &[], &[]));
         }
         let rest_sizes: Vec<usize> = rest.iter().map(|&j| sizes[j]).collect();
         for g in pack_groups(&rest_sizes, PACK_TOKENS) {
@@ -261,36 +302,51 @@ impl CandleLm {
                 })
                 .collect();
             let (hidden, _) = self.llama.forward_packed(&rows, false)?;
+            let hidden = hidden.flatten_all()?.to_vec1::<f32>()?;
+            let h = self.llama.cfg.hidden_size;
             // The positions whose next-token distributions score each request's targets (after
-            // the first, where the prefix scores it).
-            let mut sel = vec![];
+            // the first, where the prefix scores it), `(request, first scored position, count)`.
             let mut spans = vec![];
             let mut at = 0;
             for &j in members {
-                let first = first_row[owner[j]];
-                let n = reqs[j].targets.len() - usize::from(first.is_some());
-                let start = at + sizes[j] - n;
-                spans.push((j, first, sel.len(), n));
-                sel.extend((start..start + n).map(|x| x as u32));
+                let n = reqs[j].targets.len() - usize::from(first[j].is_some());
+                spans.push((j, at + sizes[j] - n, n));
                 at += sizes[j];
             }
-            let n = sel.len();
-            let rows_h = hidden.index_select(&Tensor::from_vec(sel, n, &Device::Cpu)?, 0)?;
-            let (flat, vocab) = self.llama.logits(&rows_h)?;
-            let logits: Vec<&[f32]> = flat.chunks_exact(vocab).collect();
-            // each request's log-softmaxes on its own (in parallel: a full vocabulary each)
-            let scored: Vec<(usize, Loglik)> = spans
-                .into_par_iter()
-                .map(|(j, first, at, n)| {
-                    let rows: Vec<&[f32]> = first
-                        .into_iter()
-                        .chain(logits[at..at + n].iter().copied())
-                        .collect();
-                    (j, self.loglik(&rows, &reqs[j].targets))
-                })
-                .collect();
-            for (j, l) in scored {
-                out[j] = Some(l);
+            // their logits for whole requests at a time, about LOGIT_ROWS rows a chunk
+            let counts: Vec<usize> = spans.iter().map(|s| s.2).collect();
+            for c in pack_groups(&counts, LOGIT_ROWS) {
+                let spans = &spans[c];
+                let rows: Vec<f32> = spans
+                    .iter()
+                    .flat_map(|&(_, start, n)| &hidden[start * h..(start + n) * h])
+                    .copied()
+                    .collect();
+                let n: usize = spans.iter().map(|s| s.2).sum();
+                let vocab = self.llama.logits(&rows, n, &mut buf.buf)?;
+                let logits: Vec<&[f32]> = buf.buf.chunks_exact(vocab).collect();
+                // each request's log-softmaxes on its own (in parallel: a full vocabulary each)
+                let mut from = 0;
+                let parts: Vec<(usize, usize, usize)> = spans
+                    .iter()
+                    .map(|&(j, _, n)| {
+                        from += n;
+                        (j, from - n, n)
+                    })
+                    .collect();
+                let scored: Vec<(usize, Loglik)> = parts
+                    .into_par_iter()
+                    .map(|(j, at, n)| {
+                        let t = &reqs[j].targets;
+                        (
+                            j,
+                            self.loglik(first[j], &logits[at..at + n], &t[t.len() - n..]),
+                        )
+                    })
+                    .collect();
+                for (j, l) in scored {
+                    out[j] = Some(l);
+                }
             }
         }
         out.into_iter()
@@ -298,14 +354,18 @@ impl CandleLm {
             .collect()
     }
 
-    /// A continuation's log-likelihood from the logits that predict its tokens.
-    fn loglik(&self, rows: &[&[f32]], targets: &[u32]) -> Loglik {
+    /// A continuation's log-likelihood from the logits that predict its tokens, after `first`,
+    /// its first token's log-probability and greediness where those were taken apart (llama.cpp's
+    /// arithmetic only: its sum starts from them, `0 + l` being `l`).
+    fn loglik(&self, first: Option<(f64, bool)>, rows: &[&[f32]], targets: &[u32]) -> Loglik {
         if !self.llama.llamacpp_arith {
-            // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3).
+            // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3); RunPlan
+            // takes no first target apart in this arithmetic.
+            debug_assert!(first.is_none());
             return torch_sum::loglik(rows, targets);
         }
         // llama.cpp's arithmetic: its sums are double precision.
-        let (mut lp, mut greedy) = (0f64, true);
+        let (mut lp, mut greedy) = first.unwrap_or((0f64, true));
         for (row, &t) in rows.iter().zip(targets) {
             let (l, g) = log_softmax_at(row, t as usize);
             lp += l;
@@ -590,6 +650,7 @@ impl CandleLm {
                 cache.reserve(row.limit + 1)?;
                 row.cache = cache;
             }
+            let mut logits = LogitBuf::take(&self.logit_bufs);
             loop {
                 let active: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r].done).collect();
                 if active.is_empty() {
@@ -601,9 +662,12 @@ impl CandleLm {
                     .map(|&r| std::mem::take(&mut rows[r].cache))
                     .collect();
                 let h = self.llama.decode_step(&tokens, &mut caches)?;
-                let (logits, vocab) = self.llama.logits(&h)?;
-                for ((&r, cache), row_logits) in
-                    active.iter().zip(caches).zip(logits.chunks_exact(vocab))
+                let h = h.flatten_all()?.to_vec1::<f32>()?;
+                let vocab = self.llama.logits(&h, active.len(), &mut logits.buf)?;
+                for ((&r, cache), row_logits) in active
+                    .iter()
+                    .zip(caches)
+                    .zip(logits.buf.chunks_exact(vocab))
                 {
                     let row = &mut rows[r];
                     row.cache = cache;

@@ -161,6 +161,24 @@ pub fn swiglu(g: &[f32], u: &[f32]) -> Vec<f32> {
     out
 }
 
+/// [`swiglu`] of rows that hold `g` then `u`, `width` values each (`[n, 2·width]`, a joined
+/// gate-and-up product): `[n, width]`, the same values as `swiglu` of the halves apart.
+pub fn swiglu_joined(gu: &[f32], width: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    // rows per task: spans of about swiglu's
+    let rows = (4096 / width.max(1)).max(1);
+    let mut out = vec![0f32; gu.len() / 2];
+    out.par_chunks_mut(rows * width)
+        .zip(gu.par_chunks(rows * 2 * width))
+        .for_each(|(o, gu)| {
+            for (o, gu) in o.chunks_exact_mut(width).zip(gu.chunks_exact(2 * width)) {
+                let (g, u) = gu.split_at(width);
+                swiglu_span(g, u, o);
+            }
+        });
+    out
+}
+
 with_fma! {
     /// llama.cpp's `log_softmax` (tools/perplexity) of one row of logits at `target`: `expf(x −
     /// max)` summed in double, `x[target] − max − ln(sum)`; and whether `target` is the row's
@@ -525,6 +543,28 @@ mod tests {
         }
         for x in [0.0, -0.0, 88.7, 88.73, -87.3, -103.9, -104.0, 1e-30, -1e-30] {
             assert_eq!(expf(x).to_bits(), reference(x).to_bits(), "{x}");
+        }
+    }
+
+    /// SwiGLU of joined gate-and-up rows gives the bits of SwiGLU of the halves apart, for
+    /// widths below, at and above a task's span and a row count that leaves a partial task.
+    #[test]
+    fn swiglu_of_joined_rows_is_swiglu_of_the_halves() {
+        for (width, n) in [(7, 3), (1536, 5), (5000, 3)] {
+            let gu: Vec<f32> = (0..n * 2 * width)
+                .map(|i| ((i * 7919) % 1000) as f32 / 97.0 - 5.0)
+                .collect();
+            let (mut g, mut u) = (vec![], vec![]);
+            for row in gu.chunks_exact(2 * width) {
+                g.extend_from_slice(&row[..width]);
+                u.extend_from_slice(&row[width..]);
+            }
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(
+                bits(swiglu_joined(&gu, width)),
+                bits(swiglu(&g, &u)),
+                "{width}"
+            );
         }
     }
 

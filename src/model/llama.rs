@@ -411,13 +411,7 @@ impl Llama {
             a.trace("ffn_inp", li, &x);
             let h = a.rms_norm(&x, &l.ffn_norm)?;
             a.trace("ffn_norm", li, &h);
-            let [g, u]: [A::Act; 2] = a
-                .linears(&l.gate_up, &h)?
-                .try_into()
-                .map_err(|_| Error::model("gate and up: two products"))?;
-            a.trace("ffn_gate", li, &g);
-            a.trace("ffn_up", li, &u);
-            let act = a.swiglu(&g, &u)?;
+            let act = a.gated(&l.gate_up, &h, li)?;
             a.trace("ffn_swiglu", li, &act);
             let d = a.linear(&l.down, &act)?;
             a.trace("ffn_out", li, &d);
@@ -543,14 +537,12 @@ impl Llama {
         names.join(", ")
     }
 
-    /// Logits (f32) for hidden-state rows `[n, hidden]`: `n` rows of the vocabulary's width in
-    /// one buffer (a vocabulary-wide row is too large for the allocator's heap: a buffer each
-    /// was an mmap, page faults and an munmap) and that width.
-    pub fn logits(&self, hidden: &Tensor) -> Result<(Vec<f32>, usize)> {
-        let n = hidden.dim(0)?;
-        let flat = self
-            .lm_head
-            .forward_rows(&hidden.flatten_all()?.to_vec1::<f32>()?, n)?;
-        Ok((flat, self.lm_head.out_features().max(1)))
+    /// Logits (f32) of `n` final-normed hidden-state rows (row-major) into `out`: `n` rows of
+    /// the vocabulary's width, returned, in one buffer (a vocabulary-wide row each is too large
+    /// for the allocator's heap: a buffer each was an mmap, page faults and an munmap), which
+    /// the caller may keep across calls ([`Weight::forward_rows_into`]).
+    pub fn logits(&self, hidden: &[f32], n: usize, out: &mut Vec<f32>) -> Result<usize> {
+        self.lm_head.forward_rows_into(hidden, n, out)?;
+        Ok(self.lm_head.out_features().max(1))
     }
 }

@@ -103,6 +103,17 @@ impl Weight {
         }
     }
 
+    /// [`Weight::forward_rows`] into `out` (resized to `n` rows of outputs): a buffer kept
+    /// across calls is neither allocated nor zeroed again, as a vocabulary-wide output (tens of
+    /// megabytes a call) otherwise is.
+    pub fn forward_rows_into(&self, x: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+        match self {
+            Weight::Quant(q) => q.forward_rows_into(x, n, out),
+            Weight::Dense(_) => *out = self.forward_rows(x, n)?,
+        }
+        Ok(())
+    }
+
     pub fn is_quantized(&self) -> bool {
         matches!(self, Weight::Quant(_))
     }
@@ -313,10 +324,17 @@ impl QuantWeight {
 
     /// `n` rows of `cols` activations → `n` rows of `rows` outputs.
     pub fn forward_rows(&self, x: &[f32], n: usize) -> Vec<f32> {
-        assert_eq!(x.len(), n * self.cols);
-        let mut out = vec![0f32; n * self.rows];
-        self.kernel.matmul(x, n, &mut out);
+        let mut out = vec![];
+        self.forward_rows_into(x, n, &mut out);
         out
+    }
+
+    /// [`QuantWeight::forward_rows`] into `out`, resized to `n · rows` (the kernels write
+    /// every output, so what `out` held does not matter).
+    pub fn forward_rows_into(&self, x: &[f32], n: usize, out: &mut Vec<f32>) {
+        assert_eq!(x.len(), n * self.cols);
+        out.resize(n * self.rows, 0.0);
+        self.kernel.matmul(x, n, out);
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
