@@ -38,6 +38,19 @@ pub trait Arith {
         v: &Self::Act,
         rows: &mut Rows,
     ) -> Result<Self::Act>;
+    /// Self-attention of a layer's input `x` (after its norm): the q, k and v products of `w`,
+    /// [`Arith::heads`] of `heads` (query and kv heads; traced as `Qcur`, `Kcur`, `Vcur` of
+    /// `layer`), then [`Arith::attention`].
+    fn self_attention(
+        &mut self,
+        layer: usize,
+        w: &Linears,
+        x: &Self::Act,
+        heads: (usize, usize),
+        rows: &mut Rows,
+    ) -> Result<Self::Act> {
+        attention_apart(self, layer, w, x, heads, rows)
+    }
     /// `silu(g)·u`.
     fn swiglu(&self, g: &Self::Act, u: &Self::Act) -> Result<Self::Act>;
     /// The feed-forward's `silu(x·gate)·(x·up)` of `w` (gate, then up), the products traced as
@@ -51,6 +64,28 @@ pub trait Arith {
     fn output(&self, x: Self::Act) -> Result<Tensor>;
     /// Sees an intermediate value under llama.cpp's name for it (see [`Trace`]).
     fn trace(&mut self, _name: &str, _layer: usize, _x: &Self::Act) {}
+}
+
+/// [`Arith::self_attention`] from the three products apart.
+fn attention_apart<A: Arith + ?Sized>(
+    a: &mut A,
+    layer: usize,
+    w: &Linears,
+    x: &A::Act,
+    (nh, nkv): (usize, usize),
+    rows: &mut Rows,
+) -> Result<A::Act> {
+    let [q, k, v]: [A::Act; 3] = a
+        .linears(w, x)?
+        .try_into()
+        .map_err(|_| crate::error::Error::model("q, k and v: three products"))?;
+    let q = a.heads(q, nh, true)?;
+    let k = a.heads(k, nkv, true)?;
+    let v = a.heads(v, nkv, false)?;
+    a.trace("Qcur", layer, &q);
+    a.trace("Kcur", layer, &k);
+    a.trace("Vcur", layer, &v);
+    a.attention(layer, &q, &k, &v, rows)
 }
 
 /// [`Arith::gated`] from the two products apart.
@@ -444,6 +479,99 @@ impl<'m, 't> LlamaCpp<'m, 't> {
     }
 }
 
+/// Rows of one part of a product (queries, keys or values): its values from the first row's
+/// first on, and the values from one row to the next (the part's width where it stands apart,
+/// the joined width where it lies inside a joined q/k/v product).
+type Part<'a> = (&'a [f32], usize);
+
+impl LlamaCpp<'_, '_> {
+    /// Per row: its past and new keys/values (f16) as `[kv_heads, t, head_dim]`, then
+    /// [`ggml::attention`]. Each of `q`, `k`, `v` is [`Part`]: its rows may lie inside the rows
+    /// of a joined product.
+    fn attend(
+        &self,
+        layer: usize,
+        q: Part<'_>,
+        k: Part<'_>,
+        v: Part<'_>,
+        rows: &mut Rows,
+    ) -> Result<Vec<f32>> {
+        let c = &self.m.cfg;
+        let hd = c.head_dim;
+        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+        let q_tok = nh * hd;
+        let mut y = vec![0f32; self.tokens * q_tok];
+        for r in 0..self.b {
+            let (s, o) = (rows.lens[r], rows.offs[r]);
+            let p = rows.starts[r];
+            let t = p + s;
+            // this row's queries and new keys and values, from their first value on
+            let (qr, kr, vr) = (&q.0[o * q.1..], &k.0[o * k.1..], &v.0[o * v.1..]);
+            let shape = ggml::AttnShape {
+                s,
+                q_stride: q.1,
+                t,
+                stride: t,
+                n_head: nh,
+                n_kv_head: nkv,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                window: c.sliding_window,
+            };
+            let out = o * q_tok..(o + s) * q_tok;
+            if rows.in_place() {
+                // a decoding step: the new keys and values (f16) go into the row's cache
+                // storage, which attention reads where it is
+                let kb = ggml::kv_sequence(None, 0, (kr, k.1), s, nkv, hd);
+                let vb = ggml::kv_sequence(None, 0, (vr, v.1), s, nkv, hd);
+                let (kt, vt) = (
+                    Tensor::from_vec(kb, (1, nkv, s, hd), &Device::Cpu)?,
+                    Tensor::from_vec(vb, (1, nkv, s, hd), &Device::Cpu)?,
+                );
+                let (ck, cv) = rows.append(layer, r, &kt, &vt)?;
+                let shape = ggml::AttnShape {
+                    stride: ck.dims()[2],
+                    ..shape
+                };
+                let yr = storage_f32(&ck, |ks| {
+                    storage_f32(&cv, |vs| ggml::attention(qr, ks, vs, &shape))
+                })??;
+                y[out].copy_from_slice(&yr);
+                continue;
+            }
+            // the past (read where it is cached) and the new positions, one buffer per row
+            let (kb, vb) = match rows.past(layer, r)? {
+                Some((pk, pv)) => {
+                    let stride = pk.stride()[1] / hd;
+                    (
+                        storage_f32(&pk, |x| {
+                            ggml::kv_sequence(Some((x, stride)), p, (kr, k.1), s, nkv, hd)
+                        })?,
+                        storage_f32(&pv, |x| {
+                            ggml::kv_sequence(Some((x, stride)), p, (vr, v.1), s, nkv, hd)
+                        })?,
+                    )
+                }
+                None => (
+                    ggml::kv_sequence(None, p, (kr, k.1), s, nkv, hd),
+                    ggml::kv_sequence(None, p, (vr, v.1), s, nkv, hd),
+                ),
+            };
+            let yr = ggml::attention(qr, &kb, &vb, &shape);
+            y[out].copy_from_slice(&yr);
+            rows.store(
+                layer,
+                r,
+                (
+                    Tensor::from_vec(kb, (1, nkv, t, hd), &Device::Cpu)?,
+                    Tensor::from_vec(vb, (1, nkv, t, hd), &Device::Cpu)?,
+                ),
+            );
+        }
+        Ok(y)
+    }
+}
+
 impl Arith for LlamaCpp<'_, '_> {
     /// `[b·s, width]`, row-major.
     type Act = Vec<f32>;
@@ -480,8 +608,7 @@ impl Arith for LlamaCpp<'_, '_> {
         Ok(x)
     }
 
-    /// Per row: its past and new keys/values (f16) as `[kv_heads, t, head_dim]`, then
-    /// [`ggml::attention`].
+    /// [`LlamaCpp::attend`] of the three apart.
     fn attention(
         &self,
         layer: usize,
@@ -490,78 +617,12 @@ impl Arith for LlamaCpp<'_, '_> {
         v: &Vec<f32>,
         rows: &mut Rows,
     ) -> Result<Vec<f32>> {
-        let c = &self.m.cfg;
-        let hd = c.head_dim;
-        let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let (q_tok, kv_tok) = (nh * hd, nkv * hd);
-        let mut y = vec![0f32; self.tokens * q_tok];
-        for r in 0..self.b {
-            let (s, o) = (rows.lens[r], rows.offs[r]);
-            let p = rows.starts[r];
-            let t = p + s;
-            let new = o * kv_tok..(o + s) * kv_tok;
-            let shape = ggml::AttnShape {
-                s,
-                t,
-                stride: t,
-                n_head: nh,
-                n_kv_head: nkv,
-                head_dim: hd,
-                scale: 1.0 / (hd as f32).sqrt(),
-                window: c.sliding_window,
-            };
-            let out = o * q_tok..(o + s) * q_tok;
-            if rows.in_place() {
-                // a decoding step: the new keys and values (f16) go into the row's cache
-                // storage, which attention reads where it is
-                let mut kb = vec![0f32; nkv * s * hd];
-                let mut vb = vec![0f32; nkv * s * hd];
-                ggml::append_kv(&mut kb, None, 0, &k[new.clone()], s, nkv, hd);
-                ggml::append_kv(&mut vb, None, 0, &v[new], s, nkv, hd);
-                let (kt, vt) = (
-                    Tensor::from_vec(kb, (1, nkv, s, hd), &Device::Cpu)?,
-                    Tensor::from_vec(vb, (1, nkv, s, hd), &Device::Cpu)?,
-                );
-                let (ck, cv) = rows.append(layer, r, &kt, &vt)?;
-                let shape = ggml::AttnShape {
-                    stride: ck.dims()[2],
-                    ..shape
-                };
-                let yr = storage_f32(&ck, |ks| {
-                    storage_f32(&cv, |vs| ggml::attention(&q[out.clone()], ks, vs, &shape))
-                })??;
-                y[out].copy_from_slice(&yr);
-                continue;
-            }
-            // the past (read where it is cached) and the new positions, one buffer per row
-            let (mut kb, mut vb) = (vec![0f32; nkv * t * hd], vec![0f32; nkv * t * hd]);
-            match rows.past(layer, r)? {
-                Some((pk, pv)) => {
-                    let stride = pk.stride()[1] / hd;
-                    storage_f32(&pk, |x| {
-                        ggml::append_kv(&mut kb, Some((x, stride)), p, &k[new.clone()], s, nkv, hd)
-                    })?;
-                    storage_f32(&pv, |x| {
-                        ggml::append_kv(&mut vb, Some((x, stride)), p, &v[new.clone()], s, nkv, hd)
-                    })?;
-                }
-                None => {
-                    ggml::append_kv(&mut kb, None, p, &k[new.clone()], s, nkv, hd);
-                    ggml::append_kv(&mut vb, None, p, &v[new], s, nkv, hd);
-                }
-            }
-            let yr = ggml::attention(&q[out.clone()], &kb, &vb, &shape);
-            y[out].copy_from_slice(&yr);
-            rows.store(
-                layer,
-                r,
-                (
-                    Tensor::from_vec(kb, (1, nkv, t, hd), &Device::Cpu)?,
-                    Tensor::from_vec(vb, (1, nkv, t, hd), &Device::Cpu)?,
-                ),
-            );
-        }
-        Ok(y)
+        let (nh, nkv) = (
+            self.m.cfg.num_attention_heads,
+            self.m.cfg.num_key_value_heads,
+        );
+        let hd = self.m.cfg.head_dim;
+        self.attend(layer, (q, nh * hd), (k, nkv * hd), (v, nkv * hd), rows)
     }
 
     fn swiglu(&self, g: &Vec<f32>, u: &Vec<f32>) -> Result<Vec<f32>> {
@@ -581,6 +642,45 @@ impl Arith for LlamaCpp<'_, '_> {
                 ))
             }
             _ => gated_apart(self, w, x, layer),
+        }
+    }
+
+    /// Where q, k and v are one product ([`Linears::Joined`]) and nothing traces them, RoPE
+    /// and attention read each row's three parts where the product put them, not from copies.
+    fn self_attention(
+        &mut self,
+        layer: usize,
+        w: &Linears,
+        x: &Vec<f32>,
+        heads: (usize, usize),
+        rows: &mut Rows,
+    ) -> Result<Vec<f32>> {
+        let hd = self.m.cfg.head_dim;
+        let (q_tok, kv_tok) = (heads.0 * hd, heads.1 * hd);
+        match w {
+            Linears::Joined(j, widths)
+                if self.trace.is_none() && widths[..] == [q_tok, kv_tok, kv_tok] =>
+            {
+                let mut y = j.forward_rows(x, self.tokens)?;
+                let total = q_tok + 2 * kv_tok;
+                let half = hd / 2;
+                use rayon::prelude::*;
+                let (pos, ropes) = (&self.pos, &self.ropes);
+                y.par_chunks_mut(total).enumerate().for_each(|(i, row)| {
+                    let p = pos[i % pos.len()];
+                    let rope = &ropes[p * half..(p + 1) * half];
+                    ggml::rope_rows(&mut row[..q_tok], rope);
+                    ggml::rope_rows(&mut row[q_tok..q_tok + kv_tok], rope);
+                });
+                self.attend(
+                    layer,
+                    (&y, total),
+                    (&y[q_tok..], total),
+                    (&y[q_tok + kv_tok..], total),
+                    rows,
+                )
+            }
+            _ => attention_apart(self, layer, w, x, heads, rows),
         }
     }
 

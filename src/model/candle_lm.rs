@@ -262,10 +262,10 @@ impl CandleLm {
         let mut first: Vec<Option<(f64, bool)>> = vec![None; reqs.len()];
         for chunk in firsts.chunks(LOGIT_ROWS) {
             let rows: Vec<f32> = chunk.iter().flat_map(|&i| lasts[i].clone()).collect();
-            let vocab = self.llama.logits(&rows, chunk.len(), &mut buf.buf)?;
+            let (logits, vocab) = self.llama.logits(&rows, chunk.len(), &mut buf.buf)?;
             let members: Vec<(usize, &[f32])> = chunk
                 .iter()
-                .zip(buf.buf.chunks_exact(vocab))
+                .zip(logits.chunks_exact(vocab))
                 .flat_map(|(&i, row)| runs[i].clone().map(move |j| (j, row)))
                 .collect();
             let scored: Vec<(usize, (f64, bool))> = members
@@ -323,8 +323,8 @@ impl CandleLm {
                     .copied()
                     .collect();
                 let n: usize = spans.iter().map(|s| s.2).sum();
-                let vocab = self.llama.logits(&rows, n, &mut buf.buf)?;
-                let logits: Vec<&[f32]> = buf.buf.chunks_exact(vocab).collect();
+                let (logits, vocab) = self.llama.logits(&rows, n, &mut buf.buf)?;
+                let logits: Vec<&[f32]> = logits.chunks_exact(vocab).collect();
                 // each request's log-softmaxes on its own (in parallel: a full vocabulary each)
                 let mut from = 0;
                 let parts: Vec<(usize, usize, usize)> = spans
@@ -650,7 +650,7 @@ impl CandleLm {
                 cache.reserve(row.limit + 1)?;
                 row.cache = cache;
             }
-            let mut logits = LogitBuf::take(&self.logit_bufs);
+            let mut logit_buf = LogitBuf::take(&self.logit_bufs);
             loop {
                 let active: Vec<usize> = (0..rows.len()).filter(|&r| !rows[r].done).collect();
                 if active.is_empty() {
@@ -663,11 +663,9 @@ impl CandleLm {
                     .collect();
                 let h = self.llama.decode_step(&tokens, &mut caches)?;
                 let h = h.flatten_all()?.to_vec1::<f32>()?;
-                let vocab = self.llama.logits(&h, active.len(), &mut logits.buf)?;
-                for ((&r, cache), row_logits) in active
-                    .iter()
-                    .zip(caches)
-                    .zip(logits.buf.chunks_exact(vocab))
+                let (logits, vocab) = self.llama.logits(&h, active.len(), &mut logit_buf.buf)?;
+                for ((&r, cache), row_logits) in
+                    active.iter().zip(caches).zip(logits.chunks_exact(vocab))
                 {
                     let row = &mut rows[r];
                     row.cache = cache;

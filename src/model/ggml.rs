@@ -236,40 +236,41 @@ fn reduce16_columns(lanes: &mut [f32], n: usize) {
 
 /// One sequence's keys (or values) as the attention reads them, `[n_kv_head, p + s, head_dim]`:
 /// the `p` cached positions of each kv head (`past`: `[n_kv_head, stride, head_dim]` with its
-/// first `p` positions cached, already f16-rounded), then the `s` new ones (`new`:
-/// `[s, n_kv_head·head_dim]`) rounded to f16 — the KV cache llama.cpp keeps. Written into `out`
-/// (that many values).
-pub fn append_kv(
-    out: &mut [f32],
+/// first `p` positions cached, already f16-rounded), then the `s` new ones (`new`: `s` rows of
+/// `n_kv_head·head_dim` values, `new_stride` values apart) rounded to f16 — the KV cache
+/// llama.cpp keeps (zeros for the `p` past positions where there is no `past`). Written in
+/// order into a vector allocated, not zeroed, first.
+pub fn kv_sequence(
     past: Option<(&[f32], usize)>,
     p: usize,
-    new: &[f32],
+    (new, new_stride): (&[f32], usize),
     s: usize,
     n_kv_head: usize,
     head_dim: usize,
-) {
-    let t = p + s;
-    assert_eq!(out.len(), n_kv_head * t * head_dim);
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n_kv_head * (p + s) * head_dim);
     for g in 0..n_kv_head {
-        if let Some((past, stride)) = past {
-            let from = g * stride * head_dim;
-            out[g * t * head_dim..(g * t + p) * head_dim]
-                .copy_from_slice(&past[from..from + p * head_dim]);
+        match past {
+            Some((past, stride)) => {
+                let from = g * stride * head_dim;
+                out.extend_from_slice(&past[from..from + p * head_dim]);
+            }
+            None => out.resize(out.len() + p * head_dim, 0.0),
         }
         for i in 0..s {
-            let src = (i * n_kv_head + g) * head_dim;
-            let dst = (g * t + p + i) * head_dim;
-            for d in 0..head_dim {
-                out[dst + d] = round_f16(new[src + d]);
-            }
+            let src = i * new_stride + g * head_dim;
+            out.extend(new[src..src + head_dim].iter().map(|&x| round_f16(x)));
         }
     }
+    out
 }
 
 /// Shapes of one attention call.
 pub struct AttnShape {
     /// Query rows (new positions) and keys (cached + new).
     pub s: usize,
+    /// Values from one query row to the next in `q` (≥ `n_head·head_dim`).
+    pub q_stride: usize,
     pub t: usize,
     /// Positions of each kv head in the `k`, `v` buffers (≥ `t`; the first `t` are read).
     pub stride: usize,
@@ -281,7 +282,7 @@ pub struct AttnShape {
 }
 
 /// Causal attention of `s` query rows at positions `t − s .. t` as llama.cpp computes it without
-/// flash attention. `q`: `[s, n_head·head_dim]` (after RoPE, f32); `k`, `v`: `[n_kv_head,
+/// flash attention. `q`: `s` rows of `n_head·head_dim` (after RoPE, f32), `q_stride` apart; `k`, `v`: `[n_kv_head,
 /// stride, head_dim]` with `t` positions, already f16-rounded (the KV cache). Returns
 /// `[s, n_head·head_dim]`.
 ///
@@ -299,7 +300,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], sh: &AttnShape) -> Vec<f32> {
     let blocks = matches!(sh.head_dim, 64 | 128) && has_avx512f();
     out.par_chunks_mut(width).enumerate().for_each(|(i, o)| {
         attention_row(
-            &q[i * width..(i + 1) * width],
+            &q[i * sh.q_stride..i * sh.q_stride + width],
             k,
             v,
             sh,
@@ -629,6 +630,7 @@ mod tests {
         for (head_dim, window) in [(64, None), (64, Some(20)), (128, None), (128, Some(20))] {
             let sh = AttnShape {
                 s: t,
+                q_stride: 6 * head_dim,
                 t,
                 stride: t + 3,
                 n_head: 6,
@@ -662,10 +664,53 @@ mod tests {
         }
     }
 
+    /// Queries and new keys read from rows with other values between them (a joined q/k/v
+    /// product) give the bits of the same rows packed.
+    #[test]
+    fn strided_rows_give_the_bits_of_packed_rows() {
+        let (s, p, nh, nkv, hd) = (5, 19, 4, 2, 64);
+        let (qw, kw) = (nh * hd, nkv * hd);
+        let total = qw + 2 * kw;
+        let val = |i: usize| (((i * 7919) % 1999) as f32 - 999.0) * 1.3e-3;
+        let joined: Vec<f32> = (0..s * total).map(val).collect();
+        let part = |at: usize, w: usize| -> Vec<f32> {
+            joined
+                .chunks_exact(total)
+                .flat_map(|r| r[at..at + w].iter().copied())
+                .collect()
+        };
+        let (q, k) = (part(0, qw), part(qw, kw));
+        let past: Vec<f32> = (0..nkv * (p + 2) * hd)
+            .map(|i| round_f16(val(i + 5)))
+            .collect();
+        let t = p + s;
+        let a = kv_sequence(Some((&past, p + 2)), p, (&k, kw), s, nkv, hd);
+        let b = kv_sequence(Some((&past, p + 2)), p, (&joined[qw..], total), s, nkv, hd);
+        assert_eq!(a.len(), nkv * t * hd);
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&b));
+        let sh = |q_stride| AttnShape {
+            s,
+            q_stride,
+            t,
+            stride: t,
+            n_head: nh,
+            n_kv_head: nkv,
+            head_dim: hd,
+            scale: 0.125,
+            window: None,
+        };
+        assert_eq!(
+            bits(&attention(&q, &a, &a, &sh(qw))),
+            bits(&attention(&joined, &a, &a, &sh(total)))
+        );
+    }
+
     #[test]
     fn attention_of_one_key_is_its_value() {
         let sh = AttnShape {
             s: 1,
+            q_stride: 32,
             t: 1,
             stride: 1,
             n_head: 2,

@@ -393,17 +393,7 @@ impl Llama {
         for (li, l) in self.layers.iter().enumerate() {
             let h = a.rms_norm(&x, &l.attn_norm)?;
             a.trace("attn_norm", li, &h);
-            let [q, k, v]: [A::Act; 3] = a
-                .linears(&l.qkv, &h)?
-                .try_into()
-                .map_err(|_| Error::model("q, k and v: three products"))?;
-            let q = a.heads(q, nh, true)?;
-            let k = a.heads(k, nkv, true)?;
-            let v = a.heads(v, nkv, false)?;
-            a.trace("Qcur", li, &q);
-            a.trace("Kcur", li, &k);
-            a.trace("Vcur", li, &v);
-            let y = a.attention(li, &q, &k, &v, rows)?;
+            let y = a.self_attention(li, &l.qkv, &h, (nh, nkv), rows)?;
             a.trace("kqv_out", li, &y);
             let o = a.linear(&l.o, &y)?;
             a.trace("attn_out", li, &o);
@@ -540,9 +530,15 @@ impl Llama {
     /// Logits (f32) of `n` final-normed hidden-state rows (row-major) into `out`: `n` rows of
     /// the vocabulary's width, returned, in one buffer (a vocabulary-wide row each is too large
     /// for the allocator's heap: a buffer each was an mmap, page faults and an munmap), which
-    /// the caller may keep across calls ([`Weight::forward_rows_into`]).
-    pub fn logits(&self, hidden: &[f32], n: usize, out: &mut Vec<f32>) -> Result<usize> {
-        self.lm_head.forward_rows_into(hidden, n, out)?;
-        Ok(self.lm_head.out_features().max(1))
+    /// the caller may keep across calls ([`Weight::forward_rows_into`]). Returns the logits'
+    /// rows, in the first values of `out`.
+    pub fn logits<'o>(
+        &self,
+        hidden: &[f32],
+        n: usize,
+        out: &'o mut Vec<f32>,
+    ) -> Result<(&'o [f32], usize)> {
+        let rows = self.lm_head.forward_rows_into(hidden, n, out)?;
+        Ok((rows, self.lm_head.out_features().max(1)))
     }
 }

@@ -103,15 +103,23 @@ impl Weight {
         }
     }
 
-    /// [`Weight::forward_rows`] into `out` (resized to `n` rows of outputs): a buffer kept
-    /// across calls is neither allocated nor zeroed again, as a vocabulary-wide output (tens of
-    /// megabytes a call) otherwise is.
-    pub fn forward_rows_into(&self, x: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
-        match self {
+    /// [`Weight::forward_rows`] into the first `n` rows of outputs of `out`, which only grows
+    /// (never shrinks: growing again would zero what it grows by): a buffer kept across calls is
+    /// neither allocated nor zeroed again, as a vocabulary-wide output (tens of megabytes a
+    /// call) otherwise is. Returns those rows.
+    pub fn forward_rows_into<'o>(
+        &self,
+        x: &[f32],
+        n: usize,
+        out: &'o mut Vec<f32>,
+    ) -> Result<&'o [f32]> {
+        Ok(match self {
             Weight::Quant(q) => q.forward_rows_into(x, n, out),
-            Weight::Dense(_) => *out = self.forward_rows(x, n)?,
-        }
-        Ok(())
+            Weight::Dense(_) => {
+                *out = self.forward_rows(x, n)?;
+                out
+            }
+        })
     }
 
     pub fn is_quantized(&self) -> bool {
@@ -324,17 +332,24 @@ impl QuantWeight {
 
     /// `n` rows of `cols` activations → `n` rows of `rows` outputs.
     pub fn forward_rows(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let mut out = vec![];
-        self.forward_rows_into(x, n, &mut out);
+        assert_eq!(x.len(), n * self.cols);
+        // zeroed by calloc: a large one comes as fresh pages, not through memset
+        let mut out = vec![0f32; n * self.rows];
+        self.kernel.matmul(x, n, &mut out);
         out
     }
 
-    /// [`QuantWeight::forward_rows`] into `out`, resized to `n · rows` (the kernels write
-    /// every output, so what `out` held does not matter).
-    pub fn forward_rows_into(&self, x: &[f32], n: usize, out: &mut Vec<f32>) {
+    /// [`QuantWeight::forward_rows`] into the first `n · rows` values of `out`, grown to
+    /// that where it is shorter (the kernels write every output, so what `out` held does not
+    /// matter); returns them.
+    pub fn forward_rows_into<'o>(&self, x: &[f32], n: usize, out: &'o mut Vec<f32>) -> &'o [f32] {
         assert_eq!(x.len(), n * self.cols);
-        out.resize(n * self.rows, 0.0);
-        self.kernel.matmul(x, n, out);
+        let len = n * self.rows;
+        if out.len() < len {
+            out.resize(len, 0.0);
+        }
+        self.kernel.matmul(x, n, &mut out[..len]);
+        &out[..len]
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
