@@ -64,6 +64,8 @@ pub trait Arith {
     fn output(&self, x: Self::Act) -> Result<Tensor>;
     /// Sees an intermediate value under llama.cpp's name for it (see [`Trace`]).
     fn trace(&mut self, _name: &str, _layer: usize, _x: &Self::Act) {}
+    /// Takes back a product's output that nothing reads any more, for a later product's.
+    fn recycle(&self, _x: Self::Act) {}
 }
 
 /// [`Arith::self_attention`] from the three products apart.
@@ -456,6 +458,10 @@ pub struct LlamaCpp<'m, 't> {
     ropes: std::sync::Arc<Vec<(f32, f32)>>,
     pos: Vec<usize>,
     trace: Option<Trace<'t>>,
+    /// Products' outputs handed back ([`Arith::recycle`]): the next product of the same size
+    /// writes into one (each layer's are the sizes of the one before) instead of a buffer
+    /// that the allocator zeroes first.
+    spare: std::cell::RefCell<Vec<Vec<f32>>>,
 }
 
 impl<'m, 't> LlamaCpp<'m, 't> {
@@ -475,6 +481,28 @@ impl<'m, 't> LlamaCpp<'m, 't> {
             ropes: ggml_ropes(m, need),
             pos,
             trace,
+            spare: Default::default(),
+        }
+    }
+}
+
+impl LlamaCpp<'_, '_> {
+    /// `w`'s outputs for the call's rows, into a handed-back buffer of their size where
+    /// there is one.
+    fn product(&self, w: &Weight, x: &[f32]) -> Result<Vec<f32>> {
+        let len = self.tokens * w.out_features();
+        let spare = {
+            let mut spare = self.spare.borrow_mut();
+            let at = spare.iter().position(|b| b.len() == len);
+            at.map(|i| spare.swap_remove(i))
+        };
+        match spare {
+            Some(mut out) => {
+                // the kernels write every output; a dense weight replaces the buffer
+                w.forward_rows_into(x, self.tokens, &mut out)?;
+                Ok(out)
+            }
+            None => w.forward_rows(x, self.tokens),
         }
     }
 }
@@ -586,7 +614,7 @@ impl Arith for LlamaCpp<'_, '_> {
     }
 
     fn linear(&self, w: &Weight, x: &Vec<f32>) -> Result<Vec<f32>> {
-        w.forward_rows(x, self.tokens)
+        self.product(w, x)
     }
 
     fn linears(&self, w: &Linears, x: &Vec<f32>) -> Result<Vec<Vec<f32>>> {
@@ -636,10 +664,10 @@ impl Arith for LlamaCpp<'_, '_> {
             Linears::Joined(j, widths)
                 if self.trace.is_none() && widths.len() == 2 && widths[0] == widths[1] =>
             {
-                Ok(ggml::swiglu_joined(
-                    &j.forward_rows(x, self.tokens)?,
-                    widths[0],
-                ))
+                let gu = self.product(j, x)?;
+                let act = ggml::swiglu_joined(&gu, widths[0]);
+                self.recycle(gu);
+                Ok(act)
             }
             _ => gated_apart(self, w, x, layer),
         }
@@ -661,7 +689,7 @@ impl Arith for LlamaCpp<'_, '_> {
             Linears::Joined(j, widths)
                 if self.trace.is_none() && widths[..] == [q_tok, kv_tok, kv_tok] =>
             {
-                let mut y = j.forward_rows(x, self.tokens)?;
+                let mut y = self.product(j, x)?;
                 let total = q_tok + 2 * kv_tok;
                 let half = hd / 2;
                 use rayon::prelude::*;
@@ -672,13 +700,15 @@ impl Arith for LlamaCpp<'_, '_> {
                     ggml::rope_rows(&mut row[..q_tok], rope);
                     ggml::rope_rows(&mut row[q_tok..q_tok + kv_tok], rope);
                 });
-                self.attend(
+                let out = self.attend(
                     layer,
                     (&y, total),
                     (&y[q_tok..], total),
                     (&y[q_tok + kv_tok..], total),
                     rows,
-                )
+                );
+                self.recycle(y);
+                out
             }
             _ => attention_apart(self, layer, w, x, heads, rows),
         }
@@ -709,5 +739,9 @@ impl Arith for LlamaCpp<'_, '_> {
         if let Some(f) = self.trace.as_mut() {
             f(name, layer, x)
         }
+    }
+
+    fn recycle(&self, x: Vec<f32>) {
+        self.spare.borrow_mut().push(x);
     }
 }

@@ -398,6 +398,7 @@ impl Llama {
             let o = a.linear(&l.o, &y)?;
             a.trace("attn_out", li, &o);
             x = a.add(x, &o)?;
+            a.recycle(o);
             a.trace("ffn_inp", li, &x);
             let h = a.rms_norm(&x, &l.ffn_norm)?;
             a.trace("ffn_norm", li, &h);
@@ -406,6 +407,7 @@ impl Llama {
             let d = a.linear(&l.down, &act)?;
             a.trace("ffn_out", li, &d);
             x = a.add(x, &d)?;
+            a.recycle(d);
             a.trace("l_out", li, &x);
         }
         let out = a.rms_norm(&x, &self.norm)?;
