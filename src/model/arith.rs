@@ -486,7 +486,26 @@ impl<'m, 't> LlamaCpp<'m, 't> {
     }
 }
 
+/// Rows of one part of a product (queries, keys or values): its values from the first row's
+/// first on, and the values from one row to the next (the part's width where it stands apart,
+/// the joined width where it lies inside a joined q/k/v product).
+type Part<'a> = (&'a [f32], usize);
+
 impl LlamaCpp<'_, '_> {
+    /// RoPE, in place, of the columns `parts` of each row of `x` (rows of `width` values), each
+    /// row at its token's position.
+    fn rope(&self, x: &mut [f32], width: usize, parts: &[std::ops::Range<usize>]) {
+        use rayon::prelude::*;
+        let half = self.m.cfg.head_dim / 2;
+        let (pos, ropes) = (&self.pos, &self.ropes);
+        x.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
+            let p = pos[i % pos.len()];
+            for part in parts {
+                ggml::rope_rows(&mut row[part.clone()], &ropes[p * half..(p + 1) * half]);
+            }
+        });
+    }
+
     /// `w`'s outputs for the call's rows, into a handed-back buffer of their size where
     /// there is one.
     fn product(&self, w: &Weight, x: &[f32]) -> Result<Vec<f32>> {
@@ -505,14 +524,7 @@ impl LlamaCpp<'_, '_> {
             None => w.forward_rows(x, self.tokens),
         }
     }
-}
 
-/// Rows of one part of a product (queries, keys or values): its values from the first row's
-/// first on, and the values from one row to the next (the part's width where it stands apart,
-/// the joined width where it lies inside a joined q/k/v product).
-type Part<'a> = (&'a [f32], usize);
-
-impl LlamaCpp<'_, '_> {
     /// Per row: its past and new keys/values (f16) as `[kv_heads, t, head_dim]`, then
     /// [`ggml::attention`]. Each of `q`, `k`, `v` is [`Part`]: its rows may lie inside the rows
     /// of a joined product.
@@ -625,13 +637,7 @@ impl Arith for LlamaCpp<'_, '_> {
     fn heads(&self, mut x: Vec<f32>, n_heads: usize, rope: bool) -> Result<Vec<f32>> {
         if rope {
             let width = n_heads * self.m.cfg.head_dim;
-            let half = self.m.cfg.head_dim / 2;
-            use rayon::prelude::*;
-            let (pos, ropes) = (&self.pos, &self.ropes);
-            x.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
-                let p = pos[i % pos.len()];
-                ggml::rope_rows(row, &ropes[p * half..(p + 1) * half]);
-            });
+            self.rope(&mut x, width, std::slice::from_ref(&(0..width)));
         }
         Ok(x)
     }
@@ -691,15 +697,7 @@ impl Arith for LlamaCpp<'_, '_> {
             {
                 let mut y = self.product(j, x)?;
                 let total = q_tok + 2 * kv_tok;
-                let half = hd / 2;
-                use rayon::prelude::*;
-                let (pos, ropes) = (&self.pos, &self.ropes);
-                y.par_chunks_mut(total).enumerate().for_each(|(i, row)| {
-                    let p = pos[i % pos.len()];
-                    let rope = &ropes[p * half..(p + 1) * half];
-                    ggml::rope_rows(&mut row[..q_tok], rope);
-                    ggml::rope_rows(&mut row[q_tok..q_tok + kv_tok], rope);
-                });
+                self.rope(&mut y, total, &[0..q_tok, q_tok..q_tok + kv_tok]);
                 let out = self.attend(
                     layer,
                     (&y, total),

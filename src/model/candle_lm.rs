@@ -289,7 +289,7 @@ impl CandleLm {
                     "a request with no rest after its prefix must have its one target scored by the prefix",
                 ));
             }
-            out[j] = Some(self.loglik(first[j], &[], &[]));
+            out[j] = Some(self.loglik(first[j], &[], &[])?);
         }
         let rest_sizes: Vec<usize> = rest.iter().map(|&j| sizes[j]).collect();
         for g in pack_groups(&rest_sizes, PACK_TOKENS) {
@@ -338,12 +338,10 @@ impl CandleLm {
                     .into_par_iter()
                     .map(|(j, at, n)| {
                         let t = &reqs[j].targets;
-                        (
-                            j,
-                            self.loglik(first[j], &logits[at..at + n], &t[t.len() - n..]),
-                        )
+                        let l = self.loglik(first[j], &logits[at..at + n], &t[t.len() - n..])?;
+                        Ok((j, l))
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 for (j, l) in scored {
                     out[j] = Some(l);
                 }
@@ -357,12 +355,21 @@ impl CandleLm {
     /// A continuation's log-likelihood from the logits that predict its tokens, after `first`,
     /// its first token's log-probability and greediness where those were taken apart (llama.cpp's
     /// arithmetic only: its sum starts from them, `0 + l` being `l`).
-    fn loglik(&self, first: Option<(f64, bool)>, rows: &[&[f32]], targets: &[u32]) -> Loglik {
+    fn loglik(
+        &self,
+        first: Option<(f64, bool)>,
+        rows: &[&[f32]],
+        targets: &[u32],
+    ) -> Result<Loglik> {
         if !self.llama.llamacpp_arith {
-            // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3); RunPlan
-            // takes no first target apart in this arithmetic.
-            debug_assert!(first.is_none());
-            return torch_sum::loglik(rows, targets);
+            // lm-evaluation-harness's float32 log_softmax and sum (TASKS_SPEC §1.3): its float
+            // sum needs every row, and RunPlan takes no first target apart in this arithmetic.
+            if first.is_some() {
+                return Err(Error::model(
+                    "float32 scoring was given a first target scored apart (RunPlan splits only llama.cpp arithmetic's)",
+                ));
+            }
+            return Ok(torch_sum::loglik(rows, targets));
         }
         // llama.cpp's arithmetic: its sums are double precision.
         let (mut lp, mut greedy) = first.unwrap_or((0f64, true));
@@ -371,11 +378,11 @@ impl CandleLm {
             lp += l;
             greedy &= g;
         }
-        Loglik {
+        Ok(Loglik {
             logprob: lp,
             is_greedy: greedy,
             logprob_f64: Some(lp),
-        }
+        })
     }
 }
 
