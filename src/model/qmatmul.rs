@@ -749,23 +749,137 @@ fn has_avx2_fma() -> bool {
 }
 
 struct Q41Kernel {
+    /// Rows `grouped..rows`, block after block, row after row.
     w: Vec<W41>,
+    /// Rows `0..grouped` in [`G41`] groups, `[group * bpr + b]` (only where the CPU has
+    /// AVX-512 VNNI: [`q4_1_group_vnni`] reads them).
+    groups: Vec<G41>,
+    grouped: usize,
     rows: usize,
     cols: usize,
 }
 
 impl Q41Kernel {
     fn new(raw: &[BlockQ41], rows: usize, cols: usize) -> Self {
-        let w = raw
-            .iter()
-            .map(|b| W41 {
-                d: b.d.to_f32(),
-                m: b.m.to_f32(),
-                qs: b.qs,
-            })
-            .collect();
-        Self { w, rows, cols }
+        Self::laid_out(
+            |k| W41 {
+                d: raw[k].d.to_f32(),
+                m: raw[k].m.to_f32(),
+                qs: raw[k].qs,
+            },
+            rows,
+            cols,
+        )
     }
+
+    /// The `rows` rows whose blocks `block(r * bpr + b)` gives, in the layout this CPU's kernel
+    /// reads: whole groups of [`GROUP`] rows with VNNI, the rest row after row.
+    fn laid_out(block: impl Fn(usize) -> W41, rows: usize, cols: usize) -> Self {
+        let bpr = cols / 32;
+        let grouped = if block_isa() == Isa::Avx512Vnni {
+            rows / GROUP * GROUP
+        } else {
+            0
+        };
+        Self {
+            groups: group_q4_1(&block, grouped / GROUP, bpr),
+            w: (grouped * bpr..rows * bpr).map(block).collect(),
+            grouped,
+            rows,
+            cols,
+        }
+    }
+
+    /// Block `b` of row `r` at `k = r * bpr + b`, wherever the layout keeps it.
+    fn block(&self, k: usize) -> W41 {
+        let bpr = self.cols / 32;
+        let (r, b) = (k / bpr, k % bpr);
+        if r >= self.grouped {
+            return self.w[k - self.grouped * bpr];
+        }
+        let (gb, r) = (&self.groups[r / GROUP * bpr + b], r % GROUP);
+        let mut qs = [0u8; 16];
+        for (c, q) in gb.q.iter().enumerate() {
+            qs[4 * c..4 * c + 4].copy_from_slice(&q[4 * r..4 * r + 4]);
+        }
+        W41 {
+            d: gb.d[r],
+            m: gb.m[r],
+            qs,
+        }
+    }
+
+    /// Every row's blocks, row after row.
+    #[cfg(test)]
+    fn row_blocks(&self) -> Vec<W41> {
+        (0..self.rows * self.cols / 32)
+            .map(|k| self.block(k))
+            .collect()
+    }
+
+    /// [`Kernel::matmul`] with the grouped layout: tasks of one group each (sixteen weight rows,
+    /// in L1 while every activation row passes over them, three at a time), and one task for
+    /// the rows after the last group.
+    #[cfg(target_arch = "x86_64")]
+    fn matmul_grouped(&self, xq: &[A81], n: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.rows * n);
+        let (rows, bpr) = (self.rows, self.cols / 32);
+        let ngroups = self.grouped / GROUP;
+        let tail = usize::from(self.grouped < rows);
+        let ptr = SendPtr(out.as_mut_ptr());
+        (0..ngroups + tail).into_par_iter().for_each(|t| {
+            let base = ptr.get();
+            if t == ngroups {
+                // SAFETY (both kernels): the groups exist only where block_isa saw VNNI.
+                let dot = |r: usize, i: usize| unsafe {
+                    let r = r - self.grouped;
+                    vec_dot_q4_1_q8_1_vnni::<1>(
+                        &self.w[r * bpr..(r + 1) * bpr],
+                        [&xq[i * bpr..(i + 1) * bpr]],
+                    )[0]
+                };
+                for i in 0..n {
+                    for r in self.grouped..rows {
+                        // SAFETY: rows after the groups are this task's alone; in bounds.
+                        unsafe { *base.add(i * rows + r) = dot(r, i) };
+                    }
+                }
+                return;
+            }
+            let g = &self.groups[t * bpr..(t + 1) * bpr];
+            let mut i = 0;
+            while i < n {
+                let k = GROUP_A.min(n - i);
+                let a = &xq[i * bpr..(i + k) * bpr];
+                // SAFETY: as above.
+                let dots: [[f32; GROUP]; GROUP_A] = unsafe {
+                    match k {
+                        1 => padded_group(q4_1_group_vnni::<1>(g, a, bpr)),
+                        2 => padded_group(q4_1_group_vnni::<2>(g, a, bpr)),
+                        _ => q4_1_group_vnni::<GROUP_A>(g, a, bpr),
+                    }
+                };
+                for (h, d) in dots.iter().take(k).enumerate() {
+                    // SAFETY: outputs t·GROUP.. + GROUP of row i + h, this task's alone.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            d.as_ptr(),
+                            base.add((i + h) * rows + t * GROUP),
+                            GROUP,
+                        )
+                    };
+                }
+                i += k;
+            }
+        });
+    }
+}
+
+/// `K` rows of a group's dots, with zero rows after them up to [`GROUP_A`].
+fn padded_group<const K: usize>(dots: [[f32; GROUP]; K]) -> [[f32; GROUP]; GROUP_A] {
+    let mut all = [[0f32; GROUP]; GROUP_A];
+    all[..K].copy_from_slice(&dots);
+    all
 }
 
 /// llama.cpp's `quantize_row_q8_1` (f16 `d` and `s = d·Σq`), `d` and `s` widened to f32.
@@ -840,7 +954,25 @@ fn block_isa() -> Isa {
 }
 
 impl Kernel for Q41Kernel {
-    joinable!();
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn join(&self, other: &dyn Kernel) -> Option<Box<dyn Kernel>> {
+        let o = other.as_any().downcast_ref::<Self>()?;
+        if o.cols != self.cols {
+            return None;
+        }
+        let mine = self.rows * self.cols / 32;
+        let block = |k: usize| match k.checked_sub(mine) {
+            None => self.block(k),
+            Some(k) => o.block(k),
+        };
+        Some(Box::new(Self::laid_out(
+            block,
+            self.rows + o.rows,
+            self.cols,
+        )))
+    }
     fn name(&self) -> String {
         format!("q4_1×q8_1 {}", block_isa().name())
     }
@@ -850,6 +982,10 @@ impl Kernel for Q41Kernel {
             .par_chunks(self.cols)
             .flat_map_iter(quantize_a81)
             .collect();
+        #[cfg(target_arch = "x86_64")]
+        if self.grouped > 0 {
+            return self.matmul_grouped(&xq, n, out);
+        }
         let dots = BlockDots {
             #[cfg(target_arch = "x86_64")]
             avx: (
@@ -862,7 +998,7 @@ impl Kernel for Q41Kernel {
                     vec_dot_q4_1_q8_1_vnni::<1>,
                     vec_dot_q4_1_q8_1_vnni::<COLS_AT_ONCE>,
                 ),
-                Some(tile_fns!(q4_1_tile_vnni)),
+                None,
             ),
             scalar: vec_dot_q4_1_q8_1_scalar,
         };
@@ -1135,66 +1271,87 @@ unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)) + summs[k])
 }
 
-/// [`vec_dot_q4_1_q8_1_vnni`] for a tile of `TILE_W` weight rows and `K` activation rows (rows
-/// `K..TILE_A` of the result are zero). Two weight rows share a 512-bit
-/// register (one unpacked block per 256-bit half) and each activation block is broadcast to
-/// both halves, so one `vpdpbusd` gives two dots' eight lane sums; each dot accumulates
-/// `fma(dx·dy, lane sums, acc)` block after block and `summs = fma(m, s, summs)` (four weight
-/// rows in one 128-bit register) exactly as the one-row kernel, so the bits are the same.
+/// Weight rows per [`G41`] group.
+const GROUP: usize = 16;
+/// Activation rows per pass over a group ([`q4_1_group_vnni`]'s `K`: eight accumulators each).
+const GROUP_A: usize = 3;
+
+/// Block `b` of [`GROUP`] consecutive Q4_1 weight rows, laid out so that one 512-bit register
+/// holds the same four quants of every row: `q[c][4r..4r + 4]` is row `r`'s bytes `4c..4c + 4`
+/// (low nibbles: quants `4c..4c + 4`, llama.cpp's lane `c`; high nibbles: lane `c + 4`).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct G41 {
+    q: [[u8; 64]; 4],
+    d: [f32; GROUP],
+    m: [f32; GROUP],
+}
+
+/// The first `groups` × [`GROUP`] rows of blocks `block(r * bpr + b)` as groups,
+/// `[group * bpr + b]`.
+fn group_q4_1(block: impl Fn(usize) -> W41, groups: usize, bpr: usize) -> Vec<G41> {
+    let mut out = Vec::with_capacity(groups * bpr);
+    for g in 0..groups {
+        for b in 0..bpr {
+            let mut gb = G41 {
+                q: [[0; 64]; 4],
+                d: [0.0; GROUP],
+                m: [0.0; GROUP],
+            };
+            for r in 0..GROUP {
+                let x = block((g * GROUP + r) * bpr + b);
+                for (c, q) in gb.q.iter_mut().enumerate() {
+                    q[4 * r..4 * r + 4].copy_from_slice(&x.qs[4 * c..4 * c + 4]);
+                }
+                gb.d[r] = x.d;
+                gb.m[r] = x.m;
+            }
+            out.push(gb);
+        }
+    }
+    out
+}
+
+/// The dots of one [`G41`] group (`bpr` blocks) with `K` activation rows: `out[i][r]`. Each
+/// register holds one of llama.cpp's eight lanes for all sixteen rows, so each dot's lane `l`
+/// accumulates `fma(dx·dy, lane sum, acc)` block after block exactly as ggml's AVX2 kernel
+/// does, the lanes are reduced as `hsum_float_8` (element-wise here) and `summs` added last.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx512bw,avx2,fma")]
-unsafe fn q4_1_tile_vnni<const K: usize>(
-    w: &[W41],
-    a: &[A81],
-    bpr: usize,
-) -> [[f32; TILE_W]; TILE_A] {
+unsafe fn q4_1_group_vnni<const K: usize>(g: &[G41], a: &[A81], bpr: usize) -> [[f32; GROUP]; K] {
     use std::arch::x86_64::*;
-    const PAIRS: usize = TILE_W / 2;
-    let t = TileBlocks::<_, _, K>::new(w, a, bpr);
+    assert!(g.len() >= bpr && a.len() >= K * bpr);
     let low = _mm512_set1_epi8(0x0F);
-    let mut acc = [[_mm512_setzero_ps(); PAIRS]; K];
+    let mut acc = [[_mm512_setzero_ps(); 8]; K];
+    let mut summs = [_mm512_setzero_ps(); K];
     for b in 0..bpr {
-        let mut wq = [_mm512_setzero_si512(); PAIRS];
-        let mut wd = [_mm512_setzero_ps(); PAIRS];
-        for p in 0..PAIRS {
-            let (x0, x1) = (t.w(2 * p, b), t.w(2 * p + 1, b));
-            let q = _mm256_set_m128i(
-                _mm_loadu_si128(x1.qs.as_ptr() as *const __m128i),
-                _mm_loadu_si128(x0.qs.as_ptr() as *const __m128i),
-            );
-            // 128-bit lanes [q0, q0, q1, q1], the second of each pair shifted to its high nibbles
-            let z = _mm512_castsi256_si512(q);
-            let z = _mm512_shuffle_i64x2(z, z, 0b01_01_00_00);
-            let z = _mm512_mask_blend_epi64(0b1100_1100, z, _mm512_srli_epi16(z, 4));
-            wq[p] = _mm512_and_si512(z, low);
-            wd[p] = pair_ps(x0.d, x1.d);
-        }
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let y = t.a(i, b);
-            let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
-            let dy = _mm512_set1_ps(y.d);
-            for p in 0..PAIRS {
-                let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[p], qy);
-                let d = _mm512_mul_ps(wd[p], dy);
-                acc[p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p]);
+        let gb = g.get_unchecked(b);
+        let dx = _mm512_load_ps(gb.d.as_ptr());
+        let mx = _mm512_load_ps(gb.m.as_ptr());
+        let raw: [__m512i; 4] = std::array::from_fn(|c| _mm512_load_si512(gb.q[c].as_ptr().cast()));
+        for (i, (acc, summs)) in acc.iter_mut().zip(summs.iter_mut()).enumerate() {
+            let y = a.get_unchecked(i * bpr + b);
+            *summs = _mm512_fmadd_ps(mx, _mm512_set1_ps(y.s), *summs);
+            let d = _mm512_mul_ps(dx, _mm512_set1_ps(y.d));
+            let yq = y.qs.as_ptr().cast::<i32>();
+            for (l, acc) in acc.iter_mut().enumerate() {
+                let wq = if l < 4 {
+                    _mm512_and_si512(raw[l], low)
+                } else {
+                    _mm512_and_si512(_mm512_srli_epi16(raw[l - 4], 4), low)
+                };
+                let ya = _mm512_set1_epi32(yq.add(l).read_unaligned());
+                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, ya);
+                *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), *acc);
             }
         }
     }
-    // The minimum terms, each dot's own chain (in a second loop: registers).
-    let mut summs = [_mm_setzero_ps(); K];
-    for b in 0..bpr {
-        let m = _mm_set_ps(t.w(3, b).m, t.w(2, b).m, t.w(1, b).m, t.w(0, b).m);
-        for (i, s) in summs.iter_mut().enumerate() {
-            *s = _mm_fmadd_ps(m, _mm_set1_ps(t.a(i, b).s), *s);
-        }
-    }
-    let mut out = tile_sums(&padded(acc));
-    for (o, sm) in out.iter_mut().zip(&summs) {
-        let mut s = [0f32; TILE_W];
-        _mm_storeu_ps(s.as_mut_ptr(), *sm);
-        for (v, s) in o.iter_mut().zip(s) {
-            *v += s;
-        }
+    let mut out = [[0f32; GROUP]; K];
+    for i in 0..K {
+        let a = &acc[i];
+        let v: [__m512; 4] = std::array::from_fn(|j| _mm512_add_ps(a[j + 4], a[j]));
+        let t = _mm512_add_ps(_mm512_add_ps(v[0], v[2]), _mm512_add_ps(v[1], v[3]));
+        _mm512_storeu_ps(out[i].as_mut_ptr(), _mm512_add_ps(t, summs[i]));
     }
     out
 }
@@ -1233,8 +1390,7 @@ unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[A80]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)))
 }
 
-/// [`dot_q8_0_tinyblas_vnni`] for a tile of `TILE_W` weight rows and `K` activation rows, paired
-/// like [`q4_1_tile_vnni`]:
+/// [`dot_q8_0_tinyblas_vnni`] for a tile of `TILE_W` weight rows and `K` activation rows:
 /// two weight rows biased to unsigned (`w + 128`) in one register, each activation block and its
 /// [`A80::bias`] broadcast to both halves, so one `vpdpbusd` from the bias gives two dots' lane
 /// sums `Σ w·a` (the integers llama.cpp's sign trick gives), in the same float order.
@@ -1437,7 +1593,7 @@ mod tests {
     /// Six activation rows: four through the multi-row kernel, two through the single-row one.
     #[test]
     fn q4_1_avx2_matches_scalar_and_dequantized_product() {
-        let (rows, cols, n) = (40, 576, 6);
+        let (rows, cols, n) = (40, 576, 7);
         let w = Tensor::from_vec(rand_vec(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
         let qt = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let qw = QuantWeight::from_qtensor(&qt).unwrap();
@@ -1450,6 +1606,7 @@ mod tests {
             rows,
             cols,
         );
+        let w41 = kern.row_blocks();
         let deq = qt
             .dequantize(&Device::Cpu)
             .unwrap()
@@ -1458,10 +1615,55 @@ mod tests {
         for i in 0..n {
             let xq = quantize_a81(&x[i * cols..(i + 1) * cols]);
             for r in 0..rows {
-                let s = vec_dot_q4_1_q8_1_scalar(&kern.w[r * 18..(r + 1) * 18], &xq);
+                let s = vec_dot_q4_1_q8_1_scalar(&w41[r * 18..(r + 1) * 18], &xq);
                 assert_eq!(s, y[i][r]);
                 let exact: f32 = deq[r].iter().zip(&x[i * cols..]).map(|(a, b)| a * b).sum();
                 assert!((exact - y[i][r]).abs() < 0.05, "{exact} vs {}", y[i][r]);
+            }
+        }
+    }
+
+    /// Joined weights (q/k/v, gate/up) of row counts that are not whole groups: the joined
+    /// kernel holds every row's blocks in order and computes the scalar reference's bits for
+    /// each count of activation rows a group pass can end on.
+    #[test]
+    fn joined_q4_1_weights_keep_rows_and_bits() {
+        let cols = 576;
+        let kernel = |rows: usize, seed: u64| {
+            let w = rand_vec(rows * cols, seed);
+            let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+            let qt = QTensor::quantize(&t, GgmlDType::Q4_1).unwrap();
+            Q41Kernel::new(
+                &blocks::<BlockQ41>(&qt.data().unwrap(), rows, cols).unwrap(),
+                rows,
+                cols,
+            )
+        };
+        let (a, b) = (kernel(20, 11), kernel(40, 12));
+        let joined = a.join(&b).unwrap();
+        let j = joined.as_any().downcast_ref::<Q41Kernel>().unwrap();
+        let (ra, rb, rj) = (a.row_blocks(), b.row_blocks(), j.row_blocks());
+        assert_eq!(rj.len(), ra.len() + rb.len());
+        for (x, y) in rj.iter().zip(ra.iter().chain(&rb)) {
+            assert_eq!((x.d, x.m, x.qs), (y.d, y.m, y.qs));
+        }
+        if block_isa() == Isa::Avx512Vnni {
+            assert_eq!((j.grouped, j.w.len()), (48, 12 * 18));
+        }
+        for n in [1, 2, 3, 4, 5, 8] {
+            let x = rand_vec(n * cols, 13 + n as u64);
+            let mut out = vec![0f32; 60 * n];
+            joined.matmul(&x, n, &mut out);
+            for i in 0..n {
+                let xq = quantize_a81(&x[i * cols..(i + 1) * cols]);
+                for r in 0..60 {
+                    let want = vec_dot_q4_1_q8_1_scalar(&rj[r * 18..(r + 1) * 18], &xq);
+                    assert_eq!(
+                        out[i * 60 + r].to_bits(),
+                        want.to_bits(),
+                        "n {n} row {r} act {i}"
+                    );
+                }
             }
         }
     }
@@ -1496,7 +1698,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_x86_kernel_gives_the_scalar_bits() {
-        let (rows, cols) = (8, 1024);
+        let (rows, cols) = (20, 1024);
         let wt = Tensor::from_vec(rand_vec(rows * cols, 9), (rows, cols), &Device::Cpu).unwrap();
         let x = rand_vec(4 * cols, 10);
         let q41 = QTensor::quantize(&wt, GgmlDType::Q4_1).unwrap();
@@ -1507,18 +1709,27 @@ mod tests {
         );
         let a81: Vec<Vec<A81>> = x.chunks(cols).map(quantize_a81).collect();
         let bpr = cols / 32;
+        let w41 = k41.row_blocks();
         if has_avx512_vnni() {
-            // The tile kernels: rows 4..8 of the weight, the 4 activation rows twice over, the
-            // instance for each count of activation rows.
-            let tile_acts: Vec<A81> = (0..TILE_A).flat_map(|i| a81[i % 4].clone()).collect();
-            tile_bits(
-                "q4_1",
-                tile_fns!(q4_1_tile_vnni),
-                &k41.w[4 * bpr..],
-                &tile_acts,
-                bpr,
-                |r, i| vec_dot_q4_1_q8_1_scalar(&k41.w[(4 + r) * bpr..(5 + r) * bpr], &a81[i % 4]),
-            );
+            // The group kernel: the first sixteen rows, each count of activation rows.
+            let groups = group_q4_1(|k| w41[k], 1, bpr);
+            let acts: Vec<A81> = (0..GROUP_A).flat_map(|i| a81[i % 4].clone()).collect();
+            let want = |i: usize, r: usize| {
+                vec_dot_q4_1_q8_1_scalar(&w41[r * bpr..(r + 1) * bpr], &a81[i % 4]).to_bits()
+            };
+            // SAFETY (each): the CPU has AVX-512 VNNI; the slices hold the rows read.
+            let got: Vec<Vec<[f32; GROUP]>> = vec![
+                unsafe { q4_1_group_vnni::<1>(&groups, &acts, bpr) }.to_vec(),
+                unsafe { q4_1_group_vnni::<2>(&groups, &acts, bpr) }.to_vec(),
+                unsafe { q4_1_group_vnni::<GROUP_A>(&groups, &acts, bpr) }.to_vec(),
+            ];
+            for rows_k in got {
+                for (i, row) in rows_k.iter().enumerate() {
+                    for (r, v) in row.iter().enumerate() {
+                        assert_eq!(v.to_bits(), want(i, r), "q4_1 group: act {i}, row {r}");
+                    }
+                }
+            }
         }
         let q80 = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
         let w80: Vec<B80> = blocks::<BlockQ80>(&q80.data().unwrap(), rows, cols)
@@ -1565,7 +1776,7 @@ mod tests {
         for (name, q41, q80) in kernels {
             same_bits(
                 &format!("{name} q4_1"),
-                &k41.w,
+                &w41,
                 &a81,
                 bpr,
                 q41,
