@@ -188,6 +188,7 @@ pub mod ggml;
 pub mod gguf;
 pub mod llama;
 pub mod load;
+mod qgroup;
 pub mod qmatmul;
 pub mod scripted;
 pub mod server;

@@ -6,6 +6,9 @@
 //! its own, so a request's score never depends on what it is batched or padded with (candle's
 //! stock `QMatMul` switches kernels with the row count). Q4_1 gets a hand-written AVX2 kernel
 //! (candle 0.11 has no SIMD path for it); the other types use candle's `vec_dot`.
+#[cfg(target_arch = "x86_64")]
+use super::qgroup::{group_fns, lanes_reduced, GroupFn, RowDot};
+use super::qgroup::{GroupLayout, GroupedRows, GROUP, GROUP_A};
 use crate::error::{Error, Result};
 use candle_core::quantized::k_quants::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
@@ -285,6 +288,21 @@ macro_rules! joinable {
     };
 }
 
+/// [`Kernel::as_any`] and [`Kernel::join`] of a kernel whose weights are a [`GroupedRows`] `w`.
+macro_rules! grouped_joinable {
+    () => {
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn join(&self, other: &dyn Kernel) -> Option<Box<dyn Kernel>> {
+            let o = other.as_any().downcast_ref::<Self>()?;
+            Some(Box::new(Self {
+                w: self.w.join(&o.w)?,
+            }))
+        }
+    };
+}
+
 pub struct QuantWeight {
     pub rows: usize,
     pub cols: usize,
@@ -307,14 +325,12 @@ impl QuantWeight {
             GgmlDType::Q4_0 => Box::new(Generic::<BlockQ4_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_0 => Box::new(Generic::<BlockQ5_0>::new(&bytes, rows, cols)?),
             GgmlDType::Q5_1 => Box::new(Generic::<BlockQ5_1>::new(&bytes, rows, cols)?),
-            GgmlDType::Q8_0 => Box::new(Q80Kernel {
-                w: blocks::<BlockQ80>(&bytes, rows, cols)?
-                    .iter()
-                    .map(widen_q8_0)
-                    .collect(),
-                rows,
-                cols,
-            }),
+            GgmlDType::Q8_0 => {
+                let raw = blocks::<BlockQ80>(&bytes, rows, cols)?;
+                let group = block_isa() == Isa::Avx512Vnni;
+                let w = GroupedRows::new(|k| widen_q8_0(&raw[k]), rows, cols, group);
+                Box::new(Q80Kernel { w })
+            }
             GgmlDType::Q2K => Box::new(Generic::<BlockQ2K>::new(&bytes, rows, cols)?),
             GgmlDType::Q3K => Box::new(Generic::<BlockQ3K>::new(&bytes, rows, cols)?),
             GgmlDType::Q4K => Box::new(Generic::<BlockQ4K>::new(&bytes, rows, cols)?),
@@ -398,13 +414,13 @@ pub(crate) fn storage_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<
 }
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so that closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -590,46 +606,13 @@ fn widen_q8_0(b: &BlockQ80) -> B80 {
 /// Activation rows at a time in the multi-row kernels (each dot keeps its own accumulation order).
 const COLS_AT_ONCE: usize = 4;
 
-/// Weight rows and activation rows of one tile of the VNNI tile kernels: every weight block is
-/// unpacked once for `TILE_A` activation rows and every activation block loaded once for
-/// `TILE_W` weight rows, each (weight row, activation row) dot keeping its own accumulation.
-const TILE_W: usize = 4;
-const TILE_A: usize = 8;
-
-/// `tile(w, a)`: the dots of `TILE_W` consecutive weight rows and up to `TILE_A` consecutive
-/// activation rows (`bpr` blocks each), `out[i][r]` (rows past the instance's count are zero).
-#[cfg(target_arch = "x86_64")]
-type TileFn<W, A> = unsafe fn(&[W], &[A], usize) -> [[f32; TILE_W]; TILE_A];
-
-/// A tile kernel's instances for 1..=`TILE_A` activation rows, `[k - 1]` for `k` rows: the last
-/// activation rows of a call (`n % TILE_A`) get a tile of their own size, neither padding nor
-/// the slower one-row kernels.
-#[cfg(target_arch = "x86_64")]
-type TileFns<W, A> = [TileFn<W, A>; TILE_A];
-
-/// The instances of a tile kernel generic over its activation rows, as a [`TileFns`].
-#[cfg(target_arch = "x86_64")]
-macro_rules! tile_fns {
-    ($f:ident) => {
-        [
-            $f::<1>, $f::<2>, $f::<3>, $f::<4>, $f::<5>, $f::<6>, $f::<7>, $f::<8>,
-        ]
-    };
-}
-
-/// A tile kernel bound to its operands: `tile(r, i, k)`.
-type TileCall<'t> = &'t (dyn Fn(usize, usize, usize) -> [[f32; TILE_W]; TILE_A] + Sync);
-
-/// [`for_each_dot`] with a kernel that computes `COLS_AT_ONCE` activation rows per weight row,
-/// and whole tiles of `TILE_W` weight rows with `tile` where it is given: `tile(r, i, k)`, the
-/// dots of weight rows `r..r + TILE_W` and the `k ≤ TILE_A` activation rows from `i`.
+/// [`for_each_dot`] with a kernel that computes `COLS_AT_ONCE` activation rows per weight row.
 fn for_each_dot_x4(
     rows: usize,
     n: usize,
     out: &mut [f32],
     dot: impl Fn(usize, usize) -> f32 + Sync,
     dot4: impl Fn(usize, usize) -> [f32; COLS_AT_ONCE] + Sync,
-    tile: Option<TileCall<'_>>,
 ) {
     assert_eq!(out.len(), rows * n);
     let ptr = SendPtr(out.as_mut_ptr());
@@ -642,31 +625,6 @@ fn for_each_dot_x4(
         // SAFETY (every write below): each (i, r) is written by exactly one task; in bounds.
         let put = move |i: usize, r: usize, v: f32| unsafe { *base.add(i * rows + r) = v };
         let mut i = 0;
-        if let Some(tile) = tile {
-            while i < n {
-                let k = TILE_A.min(n - i);
-                let mut r = r0;
-                while r + TILE_W <= r1 {
-                    for (h, vs) in tile(r, i, k).iter().take(k).enumerate() {
-                        // SAFETY: outputs r..r + TILE_W of row i + h, this task's alone.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                vs.as_ptr(),
-                                base.add((i + h) * rows + r),
-                                TILE_W,
-                            )
-                        };
-                    }
-                    r += TILE_W;
-                }
-                for r in r..r1 {
-                    for h in i..i + k {
-                        put(h, r, dot(r, h));
-                    }
-                }
-                i += k;
-            }
-        }
         while i + COLS_AT_ONCE <= n {
             for r in r0..r1 {
                 for (k, v) in dot4(r, i).into_iter().enumerate() {
@@ -688,17 +646,17 @@ fn for_each_dot_x4(
 struct BlockDots<W, A> {
     #[cfg(target_arch = "x86_64")]
     avx: DotFns<W, A>,
-    /// The same integer products with AVX-512 VNNI (`vpdpbusd`), where the CPU has it, and its
-    /// tile kernel.
+    /// The same integer products with AVX-512 VNNI (`vpdpbusd`), where the CPU has it (for
+    /// weights with fewer rows than a group: [`GroupedRows`] computes the others).
     #[cfg(target_arch = "x86_64")]
-    vnni: (DotFns<W, A>, Option<TileFns<W, A>>),
+    vnni: DotFns<W, A>,
     scalar: fn(&[W], &[A]) -> f32,
 }
 
 /// A kernel's dot of one weight row with one and with `COLS_AT_ONCE` activation rows.
 #[cfg(target_arch = "x86_64")]
 type DotFns<W, A> = (
-    unsafe fn(&[W], [&[A]; 1]) -> [f32; 1],
+    RowDot<W, A>,
     unsafe fn(&[W], [&[A]; COLS_AT_ONCE]) -> [f32; COLS_AT_ONCE],
 );
 
@@ -709,28 +667,18 @@ impl<W: Sync, A: Sync> BlockDots<W, A> {
         let wr = |r: usize| &w[r * bpr..(r + 1) * bpr];
         let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
         #[cfg(target_arch = "x86_64")]
-        if let Some(((one, four), tile)) = match block_isa() {
+        if let Some((one, four)) = match block_isa() {
             Isa::Avx512Vnni => Some(self.vnni),
-            Isa::Avx2 => Some((self.avx, None)),
+            Isa::Avx2 => Some(self.avx),
             Isa::Scalar => None,
         } {
             // SAFETY: block_isa saw the CPU support the features the kernels are compiled for.
-            let tiles = tile.map(|t| {
-                move |r: usize, i: usize, k: usize| unsafe {
-                    t[k - 1](
-                        &w[r * bpr..(r + TILE_W) * bpr],
-                        &xq[i * bpr..(i + k) * bpr],
-                        bpr,
-                    )
-                }
-            });
             return for_each_dot_x4(
                 rows,
                 n,
                 out,
                 |r, i| unsafe { one(wr(r), [a(i)])[0] },
                 |r, i| unsafe { four(wr(r), [a(i), a(i + 1), a(i + 2), a(i + 3)]) },
-                tiles.as_ref().map(|t| t as TileCall<'_>),
             );
         }
         for_each_dot(rows, n, out, |r, i| (self.scalar)(wr(r), a(i)));
@@ -749,137 +697,21 @@ fn has_avx2_fma() -> bool {
 }
 
 struct Q41Kernel {
-    /// Rows `grouped..rows`, block after block, row after row.
-    w: Vec<W41>,
-    /// Rows `0..grouped` in [`G41`] groups, `[group * bpr + b]` (only where the CPU has
-    /// AVX-512 VNNI: [`q4_1_group_vnni`] reads them).
-    groups: Vec<G41>,
-    grouped: usize,
-    rows: usize,
-    cols: usize,
+    w: GroupedRows<G41>,
 }
 
 impl Q41Kernel {
     fn new(raw: &[BlockQ41], rows: usize, cols: usize) -> Self {
-        Self::laid_out(
-            |k| W41 {
-                d: raw[k].d.to_f32(),
-                m: raw[k].m.to_f32(),
-                qs: raw[k].qs,
-            },
-            rows,
-            cols,
-        )
-    }
-
-    /// The `rows` rows whose blocks `block(r * bpr + b)` gives, in the layout this CPU's kernel
-    /// reads: whole groups of [`GROUP`] rows with VNNI, the rest row after row.
-    fn laid_out(block: impl Fn(usize) -> W41, rows: usize, cols: usize) -> Self {
-        let bpr = cols / 32;
-        let grouped = if block_isa() == Isa::Avx512Vnni {
-            rows / GROUP * GROUP
-        } else {
-            0
+        let block = |k: usize| W41 {
+            d: raw[k].d.to_f32(),
+            m: raw[k].m.to_f32(),
+            qs: raw[k].qs,
         };
-        Self {
-            groups: group_q4_1(&block, grouped / GROUP, bpr),
-            w: (grouped * bpr..rows * bpr).map(block).collect(),
-            grouped,
-            rows,
-            cols,
+        let group = block_isa() == Isa::Avx512Vnni;
+        Q41Kernel {
+            w: GroupedRows::new(block, rows, cols, group),
         }
     }
-
-    /// Block `b` of row `r` at `k = r * bpr + b`, wherever the layout keeps it.
-    fn block(&self, k: usize) -> W41 {
-        let bpr = self.cols / 32;
-        let (r, b) = (k / bpr, k % bpr);
-        if r >= self.grouped {
-            return self.w[k - self.grouped * bpr];
-        }
-        let (gb, r) = (&self.groups[r / GROUP * bpr + b], r % GROUP);
-        let mut qs = [0u8; 16];
-        for (c, q) in gb.q.iter().enumerate() {
-            qs[4 * c..4 * c + 4].copy_from_slice(&q[4 * r..4 * r + 4]);
-        }
-        W41 {
-            d: gb.d[r],
-            m: gb.m[r],
-            qs,
-        }
-    }
-
-    /// Every row's blocks, row after row.
-    #[cfg(test)]
-    fn row_blocks(&self) -> Vec<W41> {
-        (0..self.rows * self.cols / 32)
-            .map(|k| self.block(k))
-            .collect()
-    }
-
-    /// [`Kernel::matmul`] with the grouped layout: tasks of one group each (sixteen weight rows,
-    /// in L1 while every activation row passes over them, three at a time), and one task for
-    /// the rows after the last group.
-    #[cfg(target_arch = "x86_64")]
-    fn matmul_grouped(&self, xq: &[A81], n: usize, out: &mut [f32]) {
-        assert_eq!(out.len(), self.rows * n);
-        let (rows, bpr) = (self.rows, self.cols / 32);
-        let ngroups = self.grouped / GROUP;
-        let tail = usize::from(self.grouped < rows);
-        let ptr = SendPtr(out.as_mut_ptr());
-        (0..ngroups + tail).into_par_iter().for_each(|t| {
-            let base = ptr.get();
-            if t == ngroups {
-                // SAFETY (both kernels): the groups exist only where block_isa saw VNNI.
-                let dot = |r: usize, i: usize| unsafe {
-                    let r = r - self.grouped;
-                    vec_dot_q4_1_q8_1_vnni::<1>(
-                        &self.w[r * bpr..(r + 1) * bpr],
-                        [&xq[i * bpr..(i + 1) * bpr]],
-                    )[0]
-                };
-                for i in 0..n {
-                    for r in self.grouped..rows {
-                        // SAFETY: rows after the groups are this task's alone; in bounds.
-                        unsafe { *base.add(i * rows + r) = dot(r, i) };
-                    }
-                }
-                return;
-            }
-            let g = &self.groups[t * bpr..(t + 1) * bpr];
-            let mut i = 0;
-            while i < n {
-                let k = GROUP_A.min(n - i);
-                let a = &xq[i * bpr..(i + k) * bpr];
-                // SAFETY: as above.
-                let dots: [[f32; GROUP]; GROUP_A] = unsafe {
-                    match k {
-                        1 => padded_group(q4_1_group_vnni::<1>(g, a, bpr)),
-                        2 => padded_group(q4_1_group_vnni::<2>(g, a, bpr)),
-                        _ => q4_1_group_vnni::<GROUP_A>(g, a, bpr),
-                    }
-                };
-                for (h, d) in dots.iter().take(k).enumerate() {
-                    // SAFETY: outputs t·GROUP.. + GROUP of row i + h, this task's alone.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            d.as_ptr(),
-                            base.add((i + h) * rows + t * GROUP),
-                            GROUP,
-                        )
-                    };
-                }
-                i += k;
-            }
-        });
-    }
-}
-
-/// `K` rows of a group's dots, with zero rows after them up to [`GROUP_A`].
-fn padded_group<const K: usize>(dots: [[f32; GROUP]; K]) -> [[f32; GROUP]; GROUP_A] {
-    let mut all = [[0f32; GROUP]; GROUP_A];
-    all[..K].copy_from_slice(&dots);
-    all
 }
 
 /// llama.cpp's `quantize_row_q8_1` (f16 `d` and `s = d·Σq`), `d` and `s` widened to f32.
@@ -954,37 +786,16 @@ fn block_isa() -> Isa {
 }
 
 impl Kernel for Q41Kernel {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn join(&self, other: &dyn Kernel) -> Option<Box<dyn Kernel>> {
-        let o = other.as_any().downcast_ref::<Self>()?;
-        if o.cols != self.cols {
-            return None;
-        }
-        let mine = self.rows * self.cols / 32;
-        let block = |k: usize| match k.checked_sub(mine) {
-            None => self.block(k),
-            Some(k) => o.block(k),
-        };
-        Some(Box::new(Self::laid_out(
-            block,
-            self.rows + o.rows,
-            self.cols,
-        )))
-    }
+    grouped_joinable!();
     fn name(&self) -> String {
         format!("q4_1×q8_1 {}", block_isa().name())
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
-        let bpr = self.cols / 32;
-        let xq: Vec<A81> = x
-            .par_chunks(self.cols)
-            .flat_map_iter(quantize_a81)
-            .collect();
+        let (rows, cols) = (self.w.rows, self.w.cols);
+        let xq: Vec<A81> = x.par_chunks(cols).flat_map_iter(quantize_a81).collect();
         #[cfg(target_arch = "x86_64")]
-        if self.grouped > 0 {
-            return self.matmul_grouped(&xq, n, out);
+        if self.w.grouped > 0 {
+            return self.w.matmul(&xq, n, out);
         }
         let dots = BlockDots {
             #[cfg(target_arch = "x86_64")]
@@ -994,15 +805,12 @@ impl Kernel for Q41Kernel {
             ),
             #[cfg(target_arch = "x86_64")]
             vnni: (
-                (
-                    vec_dot_q4_1_q8_1_vnni::<1>,
-                    vec_dot_q4_1_q8_1_vnni::<COLS_AT_ONCE>,
-                ),
-                None,
+                vec_dot_q4_1_q8_1_vnni::<1>,
+                vec_dot_q4_1_q8_1_vnni::<COLS_AT_ONCE>,
             ),
             scalar: vec_dot_q4_1_q8_1_scalar,
         };
-        dots.matmul(&self.w, &xq, self.rows, bpr, n, out);
+        dots.matmul(&self.w.w, &xq, rows, cols / 32, n, out);
     }
 }
 
@@ -1128,94 +936,6 @@ unsafe fn pair_ps(d0: f32, d1: f32) -> std::arch::x86_64::__m512 {
     _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1))
 }
 
-/// The blocks of a tile: weight row `r`'s and activation row `i`'s block `b`, unchecked after
-/// one check that the slices hold `TILE_W` and `K` rows of `bpr` blocks.
-#[cfg(target_arch = "x86_64")]
-struct TileBlocks<'t, W, A, const K: usize> {
-    w: &'t [W],
-    a: &'t [A],
-    bpr: usize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl<'t, W, A, const K: usize> TileBlocks<'t, W, A, K> {
-    fn new(w: &'t [W], a: &'t [A], bpr: usize) -> Self {
-        const { assert!(K >= 1 && K <= TILE_A) };
-        assert!(w.len() >= TILE_W * bpr && a.len() >= K * bpr);
-        TileBlocks { w, a, bpr }
-    }
-    #[inline(always)]
-    fn w(&self, r: usize, b: usize) -> &'t W {
-        debug_assert!(r < TILE_W && b < self.bpr);
-        // SAFETY: r < TILE_W and b < bpr, within the length checked in `new`.
-        unsafe { self.w.get_unchecked(r * self.bpr + b) }
-    }
-    #[inline(always)]
-    fn a(&self, i: usize, b: usize) -> &'t A {
-        debug_assert!(i < K && b < self.bpr);
-        // SAFETY: i < K and b < bpr, within the length checked in `new`.
-        unsafe { self.a.get_unchecked(i * self.bpr + b) }
-    }
-}
-
-/// A tile's dots from its pair accumulators (`acc[i][r / 2]`, row `r` in half `r % 2`), each
-/// reduced as `hsum_float_8` (halves added, then `(s0 + s2) + (s1 + s3)`). The 32 reductions
-/// run side by side: registers paired at each step of that tree (the same additions, transposed),
-/// 45 instructions instead of a horizontal sum each.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
-unsafe fn tile_sums(
-    acc: &[[std::arch::x86_64::__m512; TILE_W / 2]; TILE_A],
-) -> [[f32; TILE_W]; TILE_A] {
-    use std::arch::x86_64::*;
-    const { assert!(TILE_W == 4 && TILE_A == 8) };
-    // halves added: s1[i]'s 128-bit lane r holds dot (i, r)'s four sums
-    let s1: [__m512; 8] = std::array::from_fn(|i| {
-        let [a, b] = acc[i];
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
-            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
-        )
-    });
-    // s0 + s2 and s1 + s3 of rows 2n and 2n + 1, in lane r
-    let s2: [__m512; 4] = std::array::from_fn(|n| {
-        let (a, b) = (_mm512_castps_pd(s1[2 * n]), _mm512_castps_pd(s1[2 * n + 1]));
-        _mm512_add_ps(
-            _mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
-            _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)),
-        )
-    });
-    // their sum: element m of lane r is dot (4h + m, r)
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    let mut out = [[0f32; TILE_W]; TILE_A];
-    for h in 0..2 {
-        let (a, b) = (s2[2 * h], s2[2 * h + 1]);
-        let sum = _mm512_add_ps(
-            _mm512_shuffle_ps::<0b10_00_10_00>(a, b),
-            _mm512_shuffle_ps::<0b11_01_11_01>(a, b),
-        );
-        // rows 4h .. 4h + 4, four dots each, in order
-        _mm512_storeu_ps(
-            out.as_mut_ptr().cast::<f32>().add(16 * h),
-            _mm512_permutexvar_ps(order, sum),
-        );
-    }
-    out
-}
-
-/// A tile's `K` rows of pair accumulators, with zero rows after them up to `TILE_A`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn padded<const K: usize>(
-    acc: [[std::arch::x86_64::__m512; TILE_W / 2]; K],
-) -> [[std::arch::x86_64::__m512; TILE_W / 2]; TILE_A] {
-    use std::arch::x86_64::*;
-    let mut all = [[_mm512_setzero_ps(); TILE_W / 2]; TILE_A];
-    all[..K].copy_from_slice(&acc);
-    all
-}
-
 /// Row `k`'s eight lanes: a half of its pair's accumulator, or the odd last row's own.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma")]
@@ -1271,14 +991,9 @@ unsafe fn vec_dot_q4_1_q8_1_vnni<const M: usize>(x: &[W41], ys: [&[A81]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)) + summs[k])
 }
 
-/// Weight rows per [`G41`] group.
-const GROUP: usize = 16;
-/// Activation rows per pass over a group ([`q4_1_group_vnni`]'s `K`: eight accumulators each).
-const GROUP_A: usize = 3;
-
-/// Block `b` of [`GROUP`] consecutive Q4_1 weight rows, laid out so that one 512-bit register
-/// holds the same four quants of every row: `q[c][4r..4r + 4]` is row `r`'s bytes `4c..4c + 4`
-/// (low nibbles: quants `4c..4c + 4`, llama.cpp's lane `c`; high nibbles: lane `c + 4`).
+/// Block `b` of [`GROUP`] consecutive Q4_1 weight rows: `q[c][4r..4r + 4]` is row `r`'s bytes
+/// `4c..4c + 4` (low nibbles: quants `4c..4c + 4`, llama.cpp's lane `c`; high nibbles: lane
+/// `c + 4`).
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
 struct G41 {
@@ -1287,38 +1002,51 @@ struct G41 {
     m: [f32; GROUP],
 }
 
-/// The first `groups` × [`GROUP`] rows of blocks `block(r * bpr + b)` as groups,
-/// `[group * bpr + b]`.
-fn group_q4_1(block: impl Fn(usize) -> W41, groups: usize, bpr: usize) -> Vec<G41> {
-    let mut out = Vec::with_capacity(groups * bpr);
-    for g in 0..groups {
-        for b in 0..bpr {
-            let mut gb = G41 {
-                q: [[0; 64]; 4],
-                d: [0.0; GROUP],
-                m: [0.0; GROUP],
-            };
-            for r in 0..GROUP {
-                let x = block((g * GROUP + r) * bpr + b);
-                for (c, q) in gb.q.iter_mut().enumerate() {
-                    q[4 * r..4 * r + 4].copy_from_slice(&x.qs[4 * c..4 * c + 4]);
-                }
-                gb.d[r] = x.d;
-                gb.m[r] = x.m;
+impl GroupLayout for G41 {
+    type Row = W41;
+    type Act = A81;
+    fn group(row: impl Fn(usize) -> W41) -> Self {
+        let mut g = G41 {
+            q: [[0; 64]; 4],
+            d: [0.0; GROUP],
+            m: [0.0; GROUP],
+        };
+        for r in 0..GROUP {
+            let x = row(r);
+            for (c, q) in g.q.iter_mut().enumerate() {
+                q[4 * r..4 * r + 4].copy_from_slice(&x.qs[4 * c..4 * c + 4]);
             }
-            out.push(gb);
+            (g.d[r], g.m[r]) = (x.d, x.m);
+        }
+        g
+    }
+    fn row(&self, r: usize) -> W41 {
+        let mut qs = [0u8; 16];
+        for (c, q) in self.q.iter().enumerate() {
+            qs[4 * c..4 * c + 4].copy_from_slice(&q[4 * r..4 * r + 4]);
+        }
+        W41 {
+            d: self.d[r],
+            m: self.m[r],
+            qs,
         }
     }
-    out
+    #[cfg(target_arch = "x86_64")]
+    const KERNELS: [GroupFn<G41, A81>; GROUP_A] = group_fns!(q4_1_group_vnni);
+    #[cfg(target_arch = "x86_64")]
+    const DOT: RowDot<W41, A81> = vec_dot_q4_1_q8_1_vnni::<1>;
 }
 
-/// The dots of one [`G41`] group (`bpr` blocks) with `K` activation rows: `out[i][r]`. Each
-/// register holds one of llama.cpp's eight lanes for all sixteen rows, so each dot's lane `l`
-/// accumulates `fma(dx·dy, lane sum, acc)` block after block exactly as ggml's AVX2 kernel
-/// does, the lanes are reduced as `hsum_float_8` (element-wise here) and `summs` added last.
+/// ggml's Q4_1 × Q8_1 for one [`G41`] group and `K` activation rows: lane `l` of each dot
+/// accumulates `fma(dx·dy, lane sum, acc)` block after block, `summs = fma(m, s, summs)` is its
+/// own chain, and `hsum_float_8(acc) + summs` ends it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx512bw,avx2,fma")]
-unsafe fn q4_1_group_vnni<const K: usize>(g: &[G41], a: &[A81], bpr: usize) -> [[f32; GROUP]; K] {
+unsafe fn q4_1_group_vnni<const K: usize>(
+    g: &[G41],
+    a: &[A81],
+    bpr: usize,
+) -> [[f32; GROUP]; GROUP_A] {
     use std::arch::x86_64::*;
     assert!(g.len() >= bpr && a.len() >= K * bpr);
     let low = _mm512_set1_epi8(0x0F);
@@ -1330,6 +1058,7 @@ unsafe fn q4_1_group_vnni<const K: usize>(g: &[G41], a: &[A81], bpr: usize) -> [
         let mx = _mm512_load_ps(gb.m.as_ptr());
         let raw: [__m512i; 4] = std::array::from_fn(|c| _mm512_load_si512(gb.q[c].as_ptr().cast()));
         for (i, (acc, summs)) in acc.iter_mut().zip(summs.iter_mut()).enumerate() {
+            // SAFETY: i < K and b < bpr, within the length asserted above.
             let y = a.get_unchecked(i * bpr + b);
             *summs = _mm512_fmadd_ps(mx, _mm512_set1_ps(y.s), *summs);
             let d = _mm512_mul_ps(dx, _mm512_set1_ps(y.d));
@@ -1346,14 +1075,7 @@ unsafe fn q4_1_group_vnni<const K: usize>(g: &[G41], a: &[A81], bpr: usize) -> [
             }
         }
     }
-    let mut out = [[0f32; GROUP]; K];
-    for i in 0..K {
-        let a = &acc[i];
-        let v: [__m512; 4] = std::array::from_fn(|j| _mm512_add_ps(a[j + 4], a[j]));
-        let t = _mm512_add_ps(_mm512_add_ps(v[0], v[2]), _mm512_add_ps(v[1], v[3]));
-        _mm512_storeu_ps(out[i].as_mut_ptr(), _mm512_add_ps(t, summs[i]));
-    }
-    out
+    lanes_reduced(&acc, Some(&summs))
 }
 
 /// [`dot_q8_0_tinyblas_avx2`] with VNNI (tinyBLAS's `updot` with `__AVX512VNNI__`): `M` ≤ 4
@@ -1390,49 +1112,77 @@ unsafe fn dot_q8_0_tinyblas_vnni<const M: usize>(x: &[B80], ys: [&[A80]; M]) -> 
     std::array::from_fn(|k| hsum8_avx(row_lanes(&acc2[..pairs], acc1, k)))
 }
 
-/// [`dot_q8_0_tinyblas_vnni`] for a tile of `TILE_W` weight rows and `K` activation rows:
-/// two weight rows biased to unsigned (`w + 128`) in one register, each activation block and its
-/// [`A80::bias`] broadcast to both halves, so one `vpdpbusd` from the bias gives two dots' lane
-/// sums `Σ w·a` (the integers llama.cpp's sign trick gives), in the same float order.
+/// Block `b` of [`GROUP`] consecutive Q8_0 weight rows, biased to unsigned (`w + 128`):
+/// `q[l][4r..4r + 4]` is row `r`'s quants `4l..4l + 4` (tinyBLAS's lane `l`).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct G80 {
+    q: [[u8; 64]; 8],
+    d: [f32; GROUP],
+}
+
+impl GroupLayout for G80 {
+    type Row = B80;
+    type Act = A80;
+    fn group(row: impl Fn(usize) -> B80) -> Self {
+        let mut g = G80 {
+            q: [[0; 64]; 8],
+            d: [0.0; GROUP],
+        };
+        for r in 0..GROUP {
+            let x = row(r);
+            for (l, q) in g.q.iter_mut().enumerate() {
+                for (u, &v) in q[4 * r..4 * r + 4].iter_mut().zip(&x.qs[4 * l..4 * l + 4]) {
+                    *u = (v as u8) ^ 0x80;
+                }
+            }
+            g.d[r] = x.d;
+        }
+        g
+    }
+    fn row(&self, r: usize) -> B80 {
+        B80 {
+            d: self.d[r],
+            qs: std::array::from_fn(|j| (self.q[j / 4][4 * r + j % 4] ^ 0x80) as i8),
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    const KERNELS: [GroupFn<G80, A80>; GROUP_A] = group_fns!(q8_0_group_vnni);
+    #[cfg(target_arch = "x86_64")]
+    const DOT: RowDot<B80, A80> = dot_q8_0_tinyblas_vnni::<1>;
+}
+
+/// tinyBLAS's Q8_0 × Q8_0 for one [`G80`] group and `K` activation rows: `vpdpbusd` from the
+/// activation's [`A80::bias`] gives each lane's `Σ w·a` (the integers llama.cpp's sign trick
+/// gives), accumulated as `fma(dw·dx, lane sum, acc)` block after block and reduced as
+/// `hsum_float_8`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx512bw,avx2,fma")]
-unsafe fn q8_0_tile_vnni<const K: usize>(
-    w: &[B80],
+unsafe fn q8_0_group_vnni<const K: usize>(
+    g: &[G80],
     a: &[A80],
     bpr: usize,
-) -> [[f32; TILE_W]; TILE_A] {
+) -> [[f32; GROUP]; GROUP_A] {
     use std::arch::x86_64::*;
-    const PAIRS: usize = TILE_W / 2;
-    let t = TileBlocks::<_, _, K>::new(w, a, bpr);
-    let flip = _mm512_set1_epi8(-128);
-    let mut acc = [[_mm512_setzero_ps(); PAIRS]; K];
+    assert!(g.len() >= bpr && a.len() >= K * bpr);
+    let mut acc = [[_mm512_setzero_ps(); 8]; K];
     for b in 0..bpr {
-        let mut wq = [_mm512_setzero_si512(); PAIRS];
-        let mut wd = [_mm512_setzero_ps(); PAIRS];
-        for p in 0..PAIRS {
-            let (x0, x1) = (t.w(2 * p, b), t.w(2 * p + 1, b));
-            let z = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256(x0.qs.as_ptr() as *const __m256i)),
-                _mm256_loadu_si256(x1.qs.as_ptr() as *const __m256i),
-                1,
-            );
-            wq[p] = _mm512_xor_si512(z, flip);
-            wd[p] = pair_ps(x0.d, x1.d);
-        }
+        let gb = g.get_unchecked(b);
+        let dw = _mm512_load_ps(gb.d.as_ptr());
         for (i, acc) in acc.iter_mut().enumerate() {
-            let y = t.a(i, b);
-            let qy = _mm512_broadcast_i64x4(_mm256_loadu_si256(y.qs.as_ptr() as *const __m256i));
-            let bias =
-                _mm512_broadcast_i64x4(_mm256_loadu_si256(y.bias.as_ptr() as *const __m256i));
-            let dy = _mm512_set1_ps(y.d);
-            for p in 0..PAIRS {
-                let sum = _mm512_dpbusd_epi32(bias, wq[p], qy);
-                let d = _mm512_mul_ps(wd[p], dy);
-                acc[p] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[p]);
+            // SAFETY: i < K and b < bpr, within the length asserted above.
+            let y = a.get_unchecked(i * bpr + b);
+            let d = _mm512_mul_ps(dw, _mm512_set1_ps(y.d));
+            let yq = y.qs.as_ptr().cast::<i32>();
+            for (l, acc) in acc.iter_mut().enumerate() {
+                let wq = _mm512_load_si512(gb.q[l].as_ptr().cast());
+                let ya = _mm512_set1_epi32(yq.add(l).read_unaligned());
+                let s = _mm512_dpbusd_epi32(_mm512_set1_epi32(y.bias[l]), wq, ya);
+                *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), *acc);
             }
         }
     }
-    tile_sums(&padded(acc))
+    lanes_reduced(&acc, None)
 }
 
 // ---- Q8_0 × Q8_0, as llama.cpp's llamafile `tinyBLAS_Q0_AVX` ------------------------------------
@@ -1442,22 +1192,24 @@ unsafe fn q8_0_tile_vnni<const K: usize>(
 // `acc = fma(dw·dx, lane sums, acc)` block after block, lanes reduced like `hsum_float_8`.
 
 struct Q80Kernel {
-    w: Vec<B80>,
-    rows: usize,
-    cols: usize,
+    w: GroupedRows<G80>,
 }
 
 impl Kernel for Q80Kernel {
-    joinable!();
+    grouped_joinable!();
     fn name(&self) -> String {
         format!("q8_0×q8_0 (tinyBLAS order) {}", block_isa().name())
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
-        let bpr = self.cols / 32;
+        let (rows, cols) = (self.w.rows, self.w.cols);
         let xq: Vec<A80> = x
-            .par_chunks(self.cols)
+            .par_chunks(cols)
             .flat_map_iter(|r| quantize_b80(r).into_iter().map(A80::from))
             .collect();
+        #[cfg(target_arch = "x86_64")]
+        if self.w.grouped > 0 {
+            return self.w.matmul(&xq, n, out);
+        }
         let dots = BlockDots {
             #[cfg(target_arch = "x86_64")]
             avx: (
@@ -1466,15 +1218,12 @@ impl Kernel for Q80Kernel {
             ),
             #[cfg(target_arch = "x86_64")]
             vnni: (
-                (
-                    dot_q8_0_tinyblas_vnni::<1>,
-                    dot_q8_0_tinyblas_vnni::<COLS_AT_ONCE>,
-                ),
-                Some(tile_fns!(q8_0_tile_vnni)),
+                dot_q8_0_tinyblas_vnni::<1>,
+                dot_q8_0_tinyblas_vnni::<COLS_AT_ONCE>,
             ),
             scalar: dot_q8_0_tinyblas_scalar,
         };
-        dots.matmul(&self.w, &xq, self.rows, bpr, n, out);
+        dots.matmul(&self.w.w, &xq, rows, cols / 32, n, out);
     }
 }
 
@@ -1606,7 +1355,7 @@ mod tests {
             rows,
             cols,
         );
-        let w41 = kern.row_blocks();
+        let w41 = kern.w.row_blocks();
         let deq = qt
             .dequantize(&Device::Cpu)
             .unwrap()
@@ -1642,13 +1391,13 @@ mod tests {
         let (a, b) = (kernel(20, 11), kernel(40, 12));
         let joined = a.join(&b).unwrap();
         let j = joined.as_any().downcast_ref::<Q41Kernel>().unwrap();
-        let (ra, rb, rj) = (a.row_blocks(), b.row_blocks(), j.row_blocks());
+        let (ra, rb, rj) = (a.w.row_blocks(), b.w.row_blocks(), j.w.row_blocks());
         assert_eq!(rj.len(), ra.len() + rb.len());
         for (x, y) in rj.iter().zip(ra.iter().chain(&rb)) {
             assert_eq!((x.d, x.m, x.qs), (y.d, y.m, y.qs));
         }
         if block_isa() == Isa::Avx512Vnni {
-            assert_eq!((j.grouped, j.w.len()), (48, 12 * 18));
+            assert_eq!((j.w.grouped, j.w.w.len()), (48, 12 * 18));
         }
         for n in [1, 2, 3, 4, 5, 8] {
             let x = rand_vec(n * cols, 13 + n as u64);
@@ -1670,7 +1419,7 @@ mod tests {
 
     #[test]
     fn q8_0_avx2_matches_scalar_tinyblas_order() {
-        let (rows, cols, n) = (12, 576, 6);
+        let (rows, cols, n) = (20, 576, 7);
         let w = Tensor::from_vec(rand_vec(rows * cols, 5), (rows, cols), &Device::Cpu).unwrap();
         let qt = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
         let qw = QuantWeight::from_qtensor(&qt).unwrap();
@@ -1709,27 +1458,9 @@ mod tests {
         );
         let a81: Vec<Vec<A81>> = x.chunks(cols).map(quantize_a81).collect();
         let bpr = cols / 32;
-        let w41 = k41.row_blocks();
+        let w41 = k41.w.row_blocks();
         if has_avx512_vnni() {
-            // The group kernel: the first sixteen rows, each count of activation rows.
-            let groups = group_q4_1(|k| w41[k], 1, bpr);
-            let acts: Vec<A81> = (0..GROUP_A).flat_map(|i| a81[i % 4].clone()).collect();
-            let want = |i: usize, r: usize| {
-                vec_dot_q4_1_q8_1_scalar(&w41[r * bpr..(r + 1) * bpr], &a81[i % 4]).to_bits()
-            };
-            // SAFETY (each): the CPU has AVX-512 VNNI; the slices hold the rows read.
-            let got: Vec<Vec<[f32; GROUP]>> = vec![
-                unsafe { q4_1_group_vnni::<1>(&groups, &acts, bpr) }.to_vec(),
-                unsafe { q4_1_group_vnni::<2>(&groups, &acts, bpr) }.to_vec(),
-                unsafe { q4_1_group_vnni::<GROUP_A>(&groups, &acts, bpr) }.to_vec(),
-            ];
-            for rows_k in got {
-                for (i, row) in rows_k.iter().enumerate() {
-                    for (r, v) in row.iter().enumerate() {
-                        assert_eq!(v.to_bits(), want(i, r), "q4_1 group: act {i}, row {r}");
-                    }
-                }
-            }
+            group_bits::<G41>("q4_1", &w41, &a81, vec_dot_q4_1_q8_1_scalar);
         }
         let q80 = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
         let w80: Vec<B80> = blocks::<BlockQ80>(&q80.data().unwrap(), rows, cols)
@@ -1747,15 +1478,7 @@ mod tests {
             })
             .collect();
         if has_avx512_vnni() {
-            let tile_acts: Vec<A80> = (0..TILE_A).flat_map(|i| b80[i % 4].clone()).collect();
-            tile_bits(
-                "q8_0",
-                tile_fns!(q8_0_tile_vnni),
-                &w80[4 * bpr..],
-                &tile_acts,
-                bpr,
-                |r, i| dot_q8_0_tinyblas_scalar(&w80[(4 + r) * bpr..(5 + r) * bpr], &b80[i % 4]),
-            );
+            group_bits::<G80>("q8_0", &w80, &b80, dot_q8_0_tinyblas_scalar);
         }
         type Kernels = (&'static str, DotFns<W41, A81>, DotFns<B80, A80>);
         let mut kernels: Vec<Kernels> = vec![];
@@ -1793,24 +1516,48 @@ mod tests {
         }
     }
 
-    /// Every instance of a tile kernel (`k` = 1..=`TILE_A` activation rows) gives `want(r, i)`'s
-    /// bits for its `k` rows and zeros after them.
+    type ScalarDot<W, A> = fn(&[W], &[A]) -> f32;
+
+    /// Every instance of a group kernel (`K` = 1..=`GROUP_A` activation rows, taken from `acts`
+    /// in turn) on the first group of `w` gives `scalar`'s bits for its `K` rows and zeros after
+    /// them.
     #[cfg(target_arch = "x86_64")]
-    fn tile_bits<W, A>(
+    fn group_bits<G: GroupLayout>(
         what: &str,
-        tiles: TileFns<W, A>,
-        w: &[W],
-        acts: &[A],
-        bpr: usize,
-        want: impl Fn(usize, usize) -> f32,
-    ) {
-        for (k, tile) in (1..=TILE_A).zip(tiles) {
-            // SAFETY: the caller detected AVX-512 VNNI; `acts` holds k rows of bpr blocks.
-            let got = unsafe { tile(w, &acts[..k * bpr], bpr) };
-            for (i, row) in got.iter().enumerate() {
-                for (r, v) in row.iter().enumerate() {
-                    let want = if i < k { want(r, i).to_bits() } else { 0 };
-                    assert_eq!(v.to_bits(), want, "{what} tile of {k}: row {r}, column {i}");
+        w: &[G::Row],
+        acts: &[Vec<G::Act>],
+        scalar: ScalarDot<G::Row, G::Act>,
+    ) where
+        G::Act: Clone,
+    {
+        let bpr = acts[0].len();
+        let group: Vec<G> = (0..bpr).map(|b| G::group(|r| w[r * bpr + b])).collect();
+        let rows: Vec<G::Act> = (0..GROUP_A)
+            .flat_map(|i| acts[i % acts.len()].clone())
+            .collect();
+        // the layout gives every row's blocks back
+        for r in 0..GROUP {
+            let back: Vec<G::Row> = group.iter().map(|g| g.row(r)).collect();
+            let (a, b) = (
+                scalar(&back, &acts[0]),
+                scalar(&w[r * bpr..][..bpr], &acts[0]),
+            );
+            assert_eq!(a.to_bits(), b.to_bits(), "{what}: row {r} taken apart");
+        }
+        for (k, kernel) in (1..=GROUP_A).zip(G::KERNELS) {
+            // SAFETY: the caller detected AVX-512 VNNI; the slices hold the rows read.
+            let got = unsafe { kernel(&group, &rows[..k * bpr], bpr) };
+            for (i, dots) in got.iter().enumerate() {
+                for (r, v) in dots.iter().enumerate() {
+                    let want = match i < k {
+                        true => scalar(&w[r * bpr..(r + 1) * bpr], &acts[i % acts.len()]),
+                        false => 0.0,
+                    };
+                    assert_eq!(
+                        v.to_bits(),
+                        want.to_bits(),
+                        "{what} group of {k}: row {r}, act {i}"
+                    );
                 }
             }
         }
