@@ -11,6 +11,7 @@
 //! element-wise in `hsum_float_8`'s order. Same integers, same float operations in the same order:
 //! the same bits as llama.cpp.
 
+use super::qmatmul::{block_isa, Isa};
 use rayon::prelude::*;
 
 /// Weight rows per group.
@@ -58,16 +59,14 @@ pub(super) struct GroupedRows<G: GroupLayout> {
 }
 
 impl<G: GroupLayout> GroupedRows<G> {
-    /// The `rows` rows whose blocks `block(r * bpr + b)` gives; grouped where `group` (the CPU
-    /// runs the group kernels).
-    pub(super) fn new(
-        block: impl Fn(usize) -> G::Row,
-        rows: usize,
-        cols: usize,
-        group: bool,
-    ) -> Self {
+    /// The `rows` rows whose blocks `block(r * bpr + b)` gives, grouped where the CPU runs the
+    /// group kernels.
+    pub(super) fn new(block: impl Fn(usize) -> G::Row, rows: usize, cols: usize) -> Self {
         let bpr = cols / 32;
-        let grouped = if group { rows / GROUP * GROUP } else { 0 };
+        let grouped = match block_isa() {
+            Isa::Avx512Vnni => rows / GROUP * GROUP,
+            _ => 0,
+        };
         // exactly the blocks needed (a collect through flat_map would grow the vector by doubling)
         let mut groups = Vec::with_capacity(grouped / GROUP * bpr);
         for g in 0..grouped / GROUP {
@@ -102,8 +101,7 @@ impl<G: GroupLayout> GroupedRows<G> {
             None => self.block(k),
             Some(k) => other.block(k),
         };
-        let group = self.grouped > 0 || other.grouped > 0;
-        Some(Self::new(block, self.rows + other.rows, self.cols, group))
+        Some(Self::new(block, self.rows + other.rows, self.cols))
     }
 
     /// Every row's blocks, row after row.

@@ -327,8 +327,7 @@ impl QuantWeight {
             GgmlDType::Q5_1 => Box::new(Generic::<BlockQ5_1>::new(&bytes, rows, cols)?),
             GgmlDType::Q8_0 => {
                 let raw = blocks::<BlockQ80>(&bytes, rows, cols)?;
-                let group = block_isa() == Isa::Avx512Vnni;
-                let w = GroupedRows::new(|k| widen_q8_0(&raw[k]), rows, cols, group);
+                let w = GroupedRows::new(|k| widen_q8_0(&raw[k]), rows, cols);
                 Box::new(Q80Kernel { w })
             }
             GgmlDType::Q2K => Box::new(Generic::<BlockQ2K>::new(&bytes, rows, cols)?),
@@ -661,9 +660,17 @@ type DotFns<W, A> = (
 );
 
 impl<W: Sync, A: Sync> BlockDots<W, A> {
-    /// `out[i * rows + r]` = dot of weight row `r` (`bpr` blocks of `w`) and activation row `i`
-    /// (`bpr` blocks of `xq`), for `n` activation rows.
-    fn matmul(&self, w: &[W], xq: &[A], rows: usize, bpr: usize, n: usize, out: &mut [f32]) {
+    /// `out[i * rows + r]` = dot of weight row `r` of `w` and activation row `i` (`bpr` blocks of
+    /// `xq`), for `n` activation rows: by the group kernels where `w` is grouped, else by these.
+    fn matmul<G>(&self, w: &GroupedRows<G>, xq: &[A], n: usize, out: &mut [f32])
+    where
+        G: GroupLayout<Row = W, Act = A>,
+    {
+        #[cfg(target_arch = "x86_64")]
+        if w.grouped > 0 {
+            return w.matmul(xq, n, out);
+        }
+        let (rows, bpr, w) = (w.rows, w.cols / 32, &w.w);
         let wr = |r: usize| &w[r * bpr..(r + 1) * bpr];
         let a = |i: usize| &xq[i * bpr..(i + 1) * bpr];
         #[cfg(target_arch = "x86_64")]
@@ -707,9 +714,8 @@ impl Q41Kernel {
             m: raw[k].m.to_f32(),
             qs: raw[k].qs,
         };
-        let group = block_isa() == Isa::Avx512Vnni;
         Q41Kernel {
-            w: GroupedRows::new(block, rows, cols, group),
+            w: GroupedRows::new(block, rows, cols),
         }
     }
 }
@@ -734,7 +740,7 @@ fn quantize_a81(x: &[f32]) -> Vec<A81> {
 /// The instruction sets of the block kernels, best first. Every one computes the same integer
 /// products and accumulates the floats in llama.cpp's order, so results are bit-identical.
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Isa {
+pub(super) enum Isa {
     Avx512Vnni,
     Avx2,
     Scalar,
@@ -767,7 +773,7 @@ fn has_avx512_vnni() -> bool {
 /// The instruction set [`BlockDots`] selects on this CPU (detected at run time, so one binary
 /// runs on every x86-64 CPU). `HERMES_EVAL_CPU_KERNEL=avx2|scalar` selects a lesser one (to
 /// compare kernels or work around a CPU fault); a name the CPU cannot run is ignored.
-fn block_isa() -> Isa {
+pub(super) fn block_isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
         let best = if has_avx512_vnni() {
@@ -791,12 +797,10 @@ impl Kernel for Q41Kernel {
         format!("q4_1×q8_1 {}", block_isa().name())
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
-        let (rows, cols) = (self.w.rows, self.w.cols);
-        let xq: Vec<A81> = x.par_chunks(cols).flat_map_iter(quantize_a81).collect();
-        #[cfg(target_arch = "x86_64")]
-        if self.w.grouped > 0 {
-            return self.w.matmul(&xq, n, out);
-        }
+        let xq: Vec<A81> = x
+            .par_chunks(self.w.cols)
+            .flat_map_iter(quantize_a81)
+            .collect();
         let dots = BlockDots {
             #[cfg(target_arch = "x86_64")]
             avx: (
@@ -810,7 +814,7 @@ impl Kernel for Q41Kernel {
             ),
             scalar: vec_dot_q4_1_q8_1_scalar,
         };
-        dots.matmul(&self.w.w, &xq, rows, cols / 32, n, out);
+        dots.matmul(&self.w, &xq, n, out);
     }
 }
 
@@ -1201,15 +1205,10 @@ impl Kernel for Q80Kernel {
         format!("q8_0×q8_0 (tinyBLAS order) {}", block_isa().name())
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
-        let (rows, cols) = (self.w.rows, self.w.cols);
         let xq: Vec<A80> = x
-            .par_chunks(cols)
+            .par_chunks(self.w.cols)
             .flat_map_iter(|r| quantize_b80(r).into_iter().map(A80::from))
             .collect();
-        #[cfg(target_arch = "x86_64")]
-        if self.w.grouped > 0 {
-            return self.w.matmul(&xq, n, out);
-        }
         let dots = BlockDots {
             #[cfg(target_arch = "x86_64")]
             avx: (
@@ -1223,7 +1222,7 @@ impl Kernel for Q80Kernel {
             ),
             scalar: dot_q8_0_tinyblas_scalar,
         };
-        dots.matmul(&self.w.w, &xq, rows, cols / 32, n, out);
+        dots.matmul(&self.w, &xq, n, out);
     }
 }
 
@@ -1398,6 +1397,10 @@ mod tests {
         }
         if block_isa() == Isa::Avx512Vnni {
             assert_eq!((j.w.grouped, j.w.w.len()), (48, 12 * 18));
+            // parts too small for a group each still make one when joined
+            let small = kernel(8, 14).join(&kernel(8, 15)).unwrap();
+            let small = small.as_any().downcast_ref::<Q41Kernel>().unwrap();
+            assert_eq!((small.w.grouped, small.w.w.len()), (16, 0));
         }
         for n in [1, 2, 3, 4, 5, 8] {
             let x = rand_vec(n * cols, 13 + n as u64);
